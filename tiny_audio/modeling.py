@@ -158,25 +158,62 @@ class ASRModel(PreTrainedModel):
         audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
         return self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
 
-    # --- training ----------------------------------------------------------------------
+
+    # --- training ---------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, labels=None, input_features=None, feature_lengths=None,
-                encoder_frames=None, frame_lengths=None, **kwargs):
-        embeds = self.embed(input_ids, input_features, feature_lengths, encoder_frames, frame_lengths)
+                encoder_frames=None, frame_lengths=None, ctc_weight: float = 0.0, lm_weight: float = 1.0, **kwargs):
+        """Without labels: the decoder's output. With labels: next-token loss on the transcript.
+
+        ``ctc_weight`` > 0 adds an auxiliary CTC loss that reads the projector's outputs as
+        words directly, scoring them against the LLM's own (frozen) token embeddings, with the
+        eos token as blank. It gives the projector a per-position signal of which words it
+        carries, so it aligns without waiting for the LLM to learn to look at the audio.
+        ``lm_weight=0`` trains on CTC alone and skips the LLM entirely (several times faster).
+        """
+        if encoder_frames is None:
+            if input_features is None:
+                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
+            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
+        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
         if labels is None:
+            embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
             return self.decoder(inputs_embeds=embeds, attention_mask=attention_mask)
-        hidden = self.decoder.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        # Next-token loss on transcript positions only; the LM head (vocab-wide) runs only there.
-        targets = labels[:, 1:]
-        selected = targets != -100
-        logits = self.decoder.get_output_embeddings()(hidden[:, :-1][selected])
-        loss = nn.functional.cross_entropy(logits.float(), targets[selected])
-        return ModelOutput(loss=loss, num_target_tokens=selected.sum())
+        loss, lm_loss, ctc_loss = 0.0, None, None
+        if lm_weight > 0:
+            embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
+            hidden = self.decoder.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+            # Next-token loss on transcript positions only; the LM head (vocab-wide) runs only there.
+            targets = labels[:, 1:]
+            selected = targets != -100
+            logits = self.decoder.get_output_embeddings()(hidden[:, :-1][selected])
+            lm_loss = nn.functional.cross_entropy(logits.float(), targets[selected])
+            loss = lm_weight * lm_loss
+        if ctc_weight > 0:
+            ctc_loss = self.ctc_loss(audio_embeds, audio_lengths, labels)
+            loss = loss + ctc_weight * ctc_loss
+        if lm_loss is None and ctc_loss is None:
+            raise ValueError("lm_weight and ctc_weight are both 0: nothing to train")
+        detach = lambda t: None if t is None else t.detach()  # noqa: E731
+        return ModelOutput(loss=loss, lm_loss=detach(lm_loss), ctc_loss=detach(ctc_loss))
+
+    def ctc_loss(self, audio_embeds, audio_lengths, labels) -> torch.Tensor:
+        blank = self.decoder.config.eos_token_id
+        blank = blank[0] if isinstance(blank, (list, tuple)) else blank
+        table = self.decoder.get_input_embeddings().weight  # V, D (frozen)
+        log_probs = (audio_embeds @ table.T.to(audio_embeds.dtype)).float().log_softmax(-1)  # B, T, V
+        rows = [row[row != -100][:-1] for row in labels]  # transcript tokens without the final eos
+        target_lengths = torch.tensor([len(r) for r in rows])
+        return nn.functional.ctc_loss(
+            log_probs.transpose(0, 1), torch.cat(rows), audio_lengths.cpu(), target_lengths,
+            blank=blank, reduction="mean", zero_infinity=True,
+        )
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None, **generate_kwargs):
+    def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
+                 encoder_frames=None, frame_lengths=None, **generate_kwargs):
         """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
-        embeds = self.embed(input_ids, input_features, feature_lengths)
+        embeds = self.embed(input_ids, input_features, feature_lengths, encoder_frames, frame_lengths)
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value

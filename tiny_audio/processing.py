@@ -119,8 +119,8 @@ class ASRProcessor:
                 batch[i, : len(f)] = f
         return {"input_features": batch, "feature_lengths": lengths}
 
-    def prompt_ids(self, num_samples: int) -> list[int]:
-        return self.prompt_before + [AUDIO_TOKEN_ID] * self.audio_tokens(num_samples) + self.prompt_after
+    def prompt_ids(self, audio_tokens: int) -> list[int]:
+        return self.prompt_before + [AUDIO_TOKEN_ID] * audio_tokens + self.prompt_after
 
     def target_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
@@ -129,12 +129,20 @@ class ASRProcessor:
         """Batch for generation (``text`` None: prompts left-padded) or training (labels, right-padded)."""
         if isinstance(audio, np.ndarray) and audio.ndim == 1:
             audio = [audio]
-        if text is not None and len(text) != len(audio):
-            raise ValueError(f"got {len(audio)} clips but {len(text)} transcripts")
         out = self.features(audio)
+        out.update(self.token_batch([self.audio_tokens(len(clip)) for clip in audio], text))
+        return BatchFeature(out)
+
+    def token_batch(self, audio_tokens: list[int], text: list[str] | None = None) -> dict:
+        """input_ids / attention_mask (/ labels) for clips of the given audio-token counts.
+
+        Used directly by training on cached encoder features, and by ``__call__``.
+        """
+        if text is not None and len(text) != len(audio_tokens):
+            raise ValueError(f"got {len(audio_tokens)} clips but {len(text)} transcripts")
         sequences, label_rows = [], []
-        for i, clip in enumerate(audio):
-            prompt = self.prompt_ids(len(clip))
+        for i, count in enumerate(audio_tokens):
+            prompt = self.prompt_ids(count)
             if text is None:
                 sequences.append(prompt)
             else:
@@ -152,10 +160,10 @@ class ASRProcessor:
             attention_mask[i, span] = 1
             if text is not None:
                 labels[i, span] = torch.tensor(label_rows[i])
-        out.update(input_ids=input_ids, attention_mask=attention_mask)
+        out = {"input_ids": input_ids, "attention_mask": attention_mask}
         if text is not None:
             out["labels"] = labels
-        return BatchFeature(out)
+        return out
 
     def batch_decode(self, token_ids) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]

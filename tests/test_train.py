@@ -1,0 +1,132 @@
+"""train/train.py end to end on tiny random towers and a small espeak-ng dataset: loss, resume, DDP, bad files."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parent.parent
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog", "hello world this is a test", "one two three four five",
+    "please call me back tomorrow", "the weather is nice today", "transcribe the speech to text",
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """12 espeak-ng clips + 1 corrupt file + 1 empty transcript + 1 missing file, as a JSONL manifest."""
+    root = tmp_path_factory.mktemp("data")
+    rows = []
+    for i in range(12):
+        path = root / f"clip{i}.wav"
+        text = SENTENCES[i % len(SENTENCES)]
+        subprocess.run(["espeak-ng", "-s", str(150 + 5 * i), "-w", str(path), text], check=True)
+        rows.append({"audio": path.name, "text": text})
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    rows += [{"audio": "corrupt.wav", "text": "broken"}, {"audio": "clip0.wav", "text": "   "},
+             {"audio": "missing.wav", "text": "gone"}]
+    with open(root / "train.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    with open(root / "dev.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows[:3])
+    return root
+
+
+def overrides(tower_dir, dataset, **extra):
+    values = {
+        "preset": "null", "encoder": str(tower_dir / "whisper"), "decoder": str(tower_dir / "llama"),
+        "model_overrides": "{projector_hidden_dim: 64, generation: {max_new_tokens: 6}}",
+        "train_sources": f"[{{type: jsonl, path: {dataset / 'train.jsonl'}}}]",
+        "eval_sets": f"{{dev: {{type: jsonl, path: {dataset / 'dev.jsonl'}}}}}",
+        "batch_seconds": 8, "max_batch_size": 4, "learning_rate": 0.01, "warmup_steps": 2, "max_steps": 24,
+        "log_every": 2, "eval_every": 12, "save_every": 4, "eval_samples": 3, "ctc_weight": 0.5,
+        "make_corpus": "null", "feature_cache_dir": str(dataset / "features"),
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def run(args, out, env_extra=None, launcher=None, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    cmd = (launcher or [sys.executable]) + [str(REPO / "train" / "train.py"), "--config", str(REPO / "train/configs/smoke.yaml"),
+                                            "--output-dir", str(out)] + args
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def read_log(out):
+    with open(out / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, dataset, tmp_path):
+    out = tmp_path / "run"
+    result = run(overrides(tower_dir, dataset), out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = [float(r["loss"]) for r in read_log(out) if r["loss"]]
+    assert losses[-1] < losses[0], losses
+    assert "'unreadable': 2" in result.stderr and "'empty_text': 1" in result.stderr  # corrupt + missing; blank text
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert any(r["eval_wer"] for r in read_log(out))
+    saved = load_file(out / "final" / "model.safetensors")
+    assert all(k.startswith("projector.") for k in saved)
+    from transformers import pipeline
+
+    pipe = pipeline("automatic-speech-recognition", model=str(out / "final"), trust_remote_code=True, device="cpu")
+    assert isinstance(pipe(str(dataset / "clip0.wav"))["text"], str)
+
+
+def test_resume_after_sigkill_continues_exactly(tower_dir, dataset, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert run(overrides(tower_dir, dataset, eval_every=1000), full).returncode == 0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "train/train.py"), "--config", str(REPO / "train/configs/smoke.yaml"),
+           "--output-dir", str(killed)] + overrides(tower_dir, dataset, eval_every=1000)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "checkpoints" / "latest" / "trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 8):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(state.read_text())["step"] < 24
+    assert run(overrides(tower_dir, dataset, eval_every=1000), killed).returncode == 0
+    a, b = read_log(full), read_log(killed)
+    assert [r["step"] for r in a] == [r["step"] for r in b]  # same steps, no gaps or repeats in the curve
+    for ra, rb in zip(a, b):
+        if ra["loss"]:
+            assert abs(float(ra["loss"]) - float(rb["loss"])) < 1e-3 * max(1.0, float(ra["loss"])), (ra, rb)
+    assert json.loads(state.read_text())["step"] == 24
+
+
+def test_sigterm_saves_then_exits(tower_dir, dataset, tmp_path):
+    out = tmp_path / "term"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "train/train.py"), "--config", str(REPO / "train/configs/smoke.yaml"),
+           "--output-dir", str(out)] + overrides(tower_dir, dataset, eval_every=1000, save_every=1000, max_steps=500)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((out / "log.csv").exists() and len(read_log(out)) >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    step = json.loads((out / "checkpoints/latest/trainer_state.json").read_text())["step"]
+    assert 4 <= step < 500
+
+
+def test_ddp_two_processes(tower_dir, dataset, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    result = run(overrides(tower_dir, dataset, max_steps=6, eval_every=1000, save_every=3), out, launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "processes: 2 (" in result.stderr
+    rows = [r for r in read_log(out) if r["loss"]]
+    assert rows[-1]["step"] == "6"
+    assert int(rows[-1]["samples"]) >= 12  # each step consumes one batch per process
+    assert (out / "final" / "model.safetensors").exists()

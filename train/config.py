@@ -1,0 +1,86 @@
+"""TrainConfig: one dataclass, read from a small YAML file plus key=value overrides, flowing one way into the run."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # Model: a preset name, or explicit tower ids/paths (tests use tiny local towers).
+    preset: str | None = "embedded"
+    encoder: str | None = None
+    decoder: str | None = None
+    model_overrides: dict = field(default_factory=dict)  # passed to ASRConfig (frozen_dtype, instruction, ...)
+    init_from: str | None = None  # start from an existing checkpoint's projector
+
+    make_corpus: dict | None = None  # {out, clips, engines}: synthesize train data first if the first source is missing
+    # Data. Each source: {type: jsonl|audiofolder|disk, path} or {type: hub, name, config, split, weight, text_column}.
+    train_sources: list = field(default_factory=list)
+    eval_sets: dict = field(default_factory=dict)  # name -> source; WER is measured on each
+    select_on: str | None = None  # eval set whose WER picks the "best" checkpoint (real speech if you have it)
+    cache_features: bool = True  # frozen encoder outputs computed once (local sources only)
+    feature_cache_dir: str | None = None  # default: <output_dir>/features
+    max_audio_seconds: float = 30.0  # longer clips are skipped (counted)
+    batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
+    max_batch_size: int = 48
+
+    # Optimisation (AdamW on the projector only; cosine with warmup).
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine floor, as a fraction of learning_rate
+    warmup_steps: int = 200
+    max_steps: int = 5000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lm_weight: float = 1.0  # next-token loss on the transcript through the frozen LLM (0 = CTC-only warm-up, no LLM)
+    ctc_weight: float = 0.5  # auxiliary CTC on projector outputs vs LLM token embeddings (0 = off)
+    match_output_scale: bool = True  # start the projector at the LLM embeddings' RMS
+    bf16: bool = True  # autocast the frozen towers (AMX on CPU, tensor cores on GPU)
+    gradient_checkpointing: bool = False  # trade compute for activation memory (large decoders)
+    seed: int = 0
+
+    # Bookkeeping.
+    output_dir: str = "runs/default"
+    log_every: int = 10
+    eval_every: int = 250
+    save_every: int = 100
+    eval_samples: int = 64  # per eval set, first N in fixed order
+    eval_num_beams: int = 1  # greedy during training: fast, and ranks checkpoints the same way
+    samples_to_show: int = 3
+
+
+def _coerce(value: str, current):
+    if value.lower() in ("null", "none", "~"):
+        return None
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if current is None or isinstance(current, (dict, list)):
+        parsed = yaml.safe_load(value)
+        return parsed
+    return value
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    data = {}
+    if path:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown config keys in {path}: {sorted(unknown)}")
+    config = TrainConfig(**data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"override must be key=value with a known key, got {item!r}")
+        setattr(config, key, _coerce(value, getattr(config, key)))
+    return config
+
+
+def to_dict(config: TrainConfig) -> dict:
+    return asdict(config)

