@@ -209,9 +209,14 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engines", default="espeak,flite,piper", help="comma list; others are skipped")
+    parser.add_argument("--manifests-only", action="store_true", help="write manifests of the clips finished so far and exit")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.manifests_only:  # e.g. to train on a corpus that is still being built
+        records = [json.loads(p.read_text()) for p in sorted(out.glob("audio/*/*.json"))]
+        print(write_manifests(out, [r for r in records if "error" not in r]))
+        return
     engines = set(args.engines.split(","))
     jobs = [j for j in make_jobs(args.seed, args.clips) if j["engine"] in engines]
     records, failed = [], []
