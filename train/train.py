@@ -258,7 +258,7 @@ def main(argv=None):
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             with autocast():
-                output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight)
+                output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight, ctc_vocab_sample=cfg.ctc_vocab_sample)
             accelerator.backward(output.loss)
             accelerator.clip_grad_norm_(inner.projector.parameters(), cfg.grad_clip)
             optimizer.step()
