@@ -36,7 +36,7 @@ class ASRConfig(PretrainedConfig):
         instruction: str = "Transcribe the speech to text.",  # system turn before the audio
         generation: dict | None = None,  # defaults for generate(); see GENERATION_DEFAULTS
         frozen_dtype: str = "float32",  # storage dtype of the frozen towers
-        autocast_dtype: str | None = "bfloat16",  # compute dtype under torch.autocast (None: off)
+        autocast_dtype: str | None = None,  # pipeline compute dtype under torch.autocast (None: the towers' dtype)
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):

@@ -137,6 +137,7 @@ class ASRModel(PreTrainedModel):
     def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip."""
         k = self.config.downsample_rate
+        frames = frames.to(self.projector.linear_1.weight.dtype)  # towers may be stored in another dtype
         return self.projector(frames), (frame_lengths + k - 1) // k
 
     def merge_embeddings(self, input_ids, audio_embeds, audio_lengths) -> torch.Tensor:

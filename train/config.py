@@ -30,6 +30,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of learning_rate
     warmup_steps: int = 200
     max_steps: int = 5000
+    max_minutes: float | None = None  # also stop (checkpoint, final, plot) once this much training time has passed
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     lm_weight: float = 1.0  # next-token loss on the transcript through the frozen LLM (0 = CTC-only warm-up, no LLM)
@@ -47,6 +48,7 @@ class TrainConfig:
     save_every: int = 100
     eval_samples: int = 64  # per eval set, first N in fixed order
     eval_num_beams: int = 1  # greedy during training: fast, and ranks checkpoints the same way
+    eval_max_new_tokens: int = 64  # a runaway hypothesis costs time, not information
     samples_to_show: int = 3
 
 
