@@ -130,3 +130,16 @@ def test_ddp_two_processes(tower_dir, dataset, tmp_path):
     assert rows[-1]["step"] == "6"
     assert int(rows[-1]["samples"]) >= 12  # each step consumes one batch per process
     assert (out / "final" / "model.safetensors").exists()
+
+
+def test_frame_masking_is_seeded_and_masks_only_spans():
+    import torch
+
+    from train.data import mask_frames
+
+    frames, lengths = torch.ones(2, 50, 64), torch.tensor([50, 30])
+    a = mask_frames(frames, lengths, torch.Generator().manual_seed(3))
+    b = mask_frames(frames, lengths, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(frames, torch.ones(2, 50, 64))  # same seed, same masks; input untouched
+    zeroed = (a == 0).float().mean().item()
+    assert 0 < zeroed < 0.9

@@ -21,6 +21,7 @@ class TrainConfig:
     select_on: str | None = None  # eval set whose WER picks the "best" checkpoint (real speech if you have it)
     cache_features: bool = True  # frozen encoder outputs computed once (local sources only)
     feature_cache_dir: str | None = None  # default: <output_dir>/features
+    spec_augment: bool = True  # mask time spans and channel bands of cached encoder frames while training
     max_audio_seconds: float = 30.0  # longer clips are skipped (counted)
     batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
     max_batch_size: int = 48

@@ -230,6 +230,26 @@ def collate_cached(clips: list[Clip], cache: FeatureCache, processor, k: int) ->
     return batch
 
 
+def mask_frames(frames: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
+                time_masks: int = 2, max_time: int = 10, channel_masks: int = 2, max_channels: int = 40) -> torch.Tensor:
+    """SpecAugment on cached encoder frames: zero a few time spans and channel bands per clip.
+
+    Cached features are identical every epoch; masking makes each pass a little different so the
+    projector cannot memorize a small corpus (seeded: a resumed run masks the same way).
+    """
+    frames = frames.clone()
+    for i, n in enumerate(lengths.tolist()):
+        for _ in range(time_masks):
+            width = int(torch.randint(0, max_time + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, n - width), (1,), generator=generator))
+            frames[i, start : start + width] = 0
+        for _ in range(channel_masks):
+            width = int(torch.randint(0, max_channels + 1, (1,), generator=generator))
+            start = int(torch.randint(0, frames.shape[2] - width + 1, (1,), generator=generator))
+            frames[i, :, start : start + width] = 0
+    return frames
+
+
 def collate_audio(clips: list[Clip], processor) -> dict:
     """A training batch from raw audio (the encoder runs every step: for streamed or augmented data)."""
     audio = [load_audio(c.audio) for c in clips]

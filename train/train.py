@@ -258,6 +258,9 @@ def main(argv=None):
             if state["step"] >= cfg.max_steps or stop["flag"] or out_of_time():
                 break
             batch = collate(group)
+            if cfg.spec_augment and "encoder_frames" in batch:
+                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"])
+                batch["encoder_frames"] = data.mask_frames(batch["encoder_frames"], batch["frame_lengths"], generator)
             batch = {key: v.to(accelerator.device) for key, v in batch.items()}
             lr = get_lr(state["step"], cfg)
             for param_group in optimizer.param_groups:
