@@ -1,0 +1,1 @@
+"""Evaluation: error rates (metrics), test sets (data), transcribers (providers), the CLI (eval) and the benchmark (bench)."""

@@ -1,0 +1,274 @@
+"""Evaluate a speech recognizer on a test set: WER/CER as the Open ASR Leaderboard scores them, and RTFx.
+
+    python eval/eval.py --dataset manifest.jsonl --max-samples 20
+    python eval/eval.py --provider faster-whisper --dataset librispeech-clean --batch-size 8
+    python eval/eval.py --compare runs/eval/a runs/eval/b
+
+Writes predictions.jsonl, summary.json and summary.md into --output-dir. RTFx = audio seconds /
+compute seconds over the timed transcription calls; model loading and the warm-up batch are
+excluded (the leaderboard's definition), the batch size is recorded with it.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repo root goes first, so `eval` is this package, not this file
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from eval.data import HUB_SETS, Sample, open_dataset
+from eval.metrics import normalize, rtfx, wer
+from eval.providers import PROVIDERS, ClipErrors, make_provider
+
+ROOT = Path(__file__).resolve().parent.parent
+WORST = 10  # utterances listed in summary.md
+
+
+def batches(samples, size: int):
+    batch = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def evaluate(provider, samples, batch_size: int = 1, total: int | None = None) -> dict:
+    """Transcribe and score every readable sample; unreadable or failed ones are skipped and listed.
+
+    Returns {"predictions": [...], "skipped": [...], "audio_seconds", "compute_seconds"}.
+    """
+    from tqdm import tqdm
+
+    from tiny_audio import SAMPLE_RATE, load_audio
+
+    predictions, skipped = [], []
+    audio_seconds = compute_seconds = 0.0
+    warm = not provider.warmup
+    progress = tqdm(total=total, unit="clip", desc=f"{provider.name}", disable=None)
+    for batch in batches(samples, batch_size):
+        clips = []  # (sample, 16 kHz audio)
+        for sample in batch:
+            try:
+                if not normalize(sample.text or ""):
+                    raise ValueError("reference is empty after normalization (nothing to score)")
+                clips.append((sample, load_audio(sample.audio)))
+            except (ValueError, OSError) as err:
+                skipped.append({"id": sample.id, "audio": sample.where, "reason": str(err)})
+        if not clips:
+            progress.update(len(batch))
+            continue
+        audio = [clip for _, clip in clips]
+        if not warm:  # the first batch once, untimed: lazy initialization and allocations
+            try:
+                provider.transcribe(audio)
+            except ClipErrors:
+                pass
+            warm = True
+        start = time.perf_counter()
+        try:
+            texts, errors = provider.transcribe(audio), {}
+        except ClipErrors as err:
+            texts, errors = err.texts, err.errors
+        compute_seconds += time.perf_counter() - start
+        for i, (sample, clip) in enumerate(clips):
+            if i in errors:
+                skipped.append({"id": sample.id, "audio": sample.where, "reason": f"{provider.name}: {errors[i]}"})
+                continue
+            audio_seconds += len(clip) / SAMPLE_RATE
+            predictions.append(_prediction(sample, texts[i], len(clip) / SAMPLE_RATE))
+        progress.update(len(batch))
+        progress.set_postfix(skipped=len(skipped))
+    progress.close()
+    return {"predictions": predictions, "skipped": skipped, "audio_seconds": audio_seconds, "compute_seconds": compute_seconds}
+
+
+def _prediction(sample: Sample, hypothesis: str, seconds: float) -> dict:
+    scores = wer([sample.text], [hypothesis])
+    return {
+        "id": sample.id,
+        "audio": sample.where,
+        "reference": sample.text,
+        "hypothesis": hypothesis,
+        "reference_normalized": normalize(sample.text),
+        "hypothesis_normalized": normalize(hypothesis),
+        "audio_seconds": round(seconds, 3),
+        **{k: scores[k] for k in ("substitutions", "insertions", "deletions", "hits", "wer", "cer")},
+    }
+
+
+def summarize(run: dict, meta: dict) -> dict:
+    """summary.json: corpus scores, counts, timing and what was run."""
+    predictions = run["predictions"]
+    if not predictions:
+        raise ValueError(f"no sample could be transcribed ({len(run['skipped'])} skipped); nothing to score")
+    scores = wer([p["reference"] for p in predictions], [p["hypothesis"] for p in predictions])
+    return {
+        **scores,
+        "num_samples": len(predictions),
+        "num_skipped": len(run["skipped"]),
+        "audio_seconds": round(run["audio_seconds"], 3),
+        "compute_seconds": round(run["compute_seconds"], 3),
+        "rtfx": round(rtfx(run["audio_seconds"], run["compute_seconds"]), 3),
+        **meta,
+        "skipped": run["skipped"],
+    }
+
+
+def model_version(model: str | None, provider) -> str:
+    """Weights' sha256 prefix for a local folder; the hub commit when transformers reports one; a service's model."""
+    from tiny_audio.weights import sha256_file
+
+    folder = Path(model) if model else None
+    if folder and folder.is_dir():
+        for name in ("model.safetensors", "model.bin", "pytorch_model.bin"):
+            if (folder / name).is_file():
+                return f"sha256:{sha256_file(folder / name)[:12]}"
+    pipe = getattr(provider, "pipe", None)
+    commit = getattr(getattr(getattr(pipe, "model", None), "config", None), "_commit_hash", None)
+    service_model = provider.versions.get("speech_model_used")
+    return f"hub:{commit}" if commit else f"service:{service_model}" if service_model else "unknown"
+
+
+def run_metadata(args, provider, dataset) -> dict:
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "provider": provider.name,
+        "provider_version": provider.versions,
+        "model": provider.model,
+        "model_version": model_version(provider.model, provider),
+        "dataset": dataset.name,
+        "dataset_version": dataset.version,
+        "split": args.split,
+        "max_samples": args.max_samples,
+        "batch_size": args.batch_size,
+        "num_beams": provider.num_beams,
+        "device": args.device,
+        "cpu_threads": len(os.sched_getaffinity(0)),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "tiny_audio_commit": commit or None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") or "∅"
+
+
+def markdown_summary(summary: dict, predictions: list[dict], worst: int = WORST) -> str:
+    s = summary
+    lines = [
+        f"# {s['provider']} · {s['model']} · {s['dataset']} ({s['split']})",
+        "",
+        "| WER | CER | WER unnormalized | sub | ins | del | samples | skipped | audio s | compute s | RTFx | batch | beams |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {s['wer']:.2%} | {s['cer']:.2%} | {s['wer_unnormalized']:.2%} | {s['substitutions']} | {s['insertions']} "
+        f"| {s['deletions']} | {s['num_samples']} | {s['num_skipped']} | {s['audio_seconds']:.1f} | {s['compute_seconds']:.1f} "
+        f"| {s['rtfx']:.2f} | {s['batch_size']} | {s['num_beams']} |",
+        "",
+        f"Scored after Whisper's English normalizer; model {s['model_version']}, dataset {s['dataset_version']}, {s['date']}.",
+        "",
+        f"## Worst {min(worst, len(predictions))} utterances (by word errors)",
+        "",
+        "| id | errors | WER | reference (normalized) | hypothesis (normalized) |",
+        "|---|---|---|---|---|",
+    ]
+    ranked = sorted(predictions, key=lambda p: (p["substitutions"] + p["insertions"] + p["deletions"], p["wer"]), reverse=True)
+    for p in ranked[:worst]:
+        errors = p["substitutions"] + p["insertions"] + p["deletions"]
+        lines.append(f"| {_cell(p['id'])} | {errors} | {p['wer']:.0%} | {_cell(p['reference_normalized'])} | {_cell(p['hypothesis_normalized'])} |")
+    if s["skipped"]:
+        lines += ["", f"## Skipped ({len(s['skipped'])})", ""]
+        lines += [f"- `{item['id']}` ({item['audio']}): {item['reason']}" for item in s["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(output_dir: Path, summary: dict, predictions: list[dict]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for p in predictions:
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (output_dir / "summary.md").write_text(markdown_summary(summary, predictions), encoding="utf-8")
+
+
+def compare_table(dirs: list[str]) -> str:
+    """One Markdown table over the summary.json of several runs."""
+    lines = [
+        "| run | provider | model | dataset | samples | skipped | WER | CER | WER unnormalized | RTFx | batch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for folder in dirs:
+        path = Path(folder) / "summary.json"
+        if not path.is_file():
+            raise ValueError(f"{folder} has no summary.json (not an eval output folder?)")
+        s = json.loads(path.read_text(encoding="utf-8"))
+        model = Path(s["model"]).name if Path(s["model"]).is_absolute() else s["model"]
+        lines.append(
+            f"| {Path(folder).name} | {s['provider']} | {_cell(model)} | {s['dataset']} | {s['num_samples']} | {s['num_skipped']} "
+            f"| {s['wer']:.2%} | {s['cer']:.2%} | {s['wer_unnormalized']:.2%} | {s['rtfx']:.2f} | {s['batch_size']} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="checkpoint folder or hub id (default: tiny_audio.DEFAULT_MODEL for tiny-audio, "
+                        "Whisper tiny.en from the weights cache for faster-whisper, speech models for assemblyai)")
+    parser.add_argument("--dataset", help=f"{', '.join(HUB_SETS)}, a .jsonl manifest or an audio folder with metadata")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-samples", type=int, help="the first N samples, in the dataset's order")
+    parser.add_argument("--provider", default="tiny-audio", choices=list(PROVIDERS))
+    parser.add_argument("--api-key", help="AssemblyAI key (default: $ASSEMBLYAI_API_KEY)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--num-beams", type=int, help="beam width (default: the model's own)")
+    parser.add_argument("--output-dir", type=Path, help="default: runs/eval/<provider>_<dataset>_<time>")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compute-type", default="int8", help="faster-whisper: int8, float32, ...")
+    parser.add_argument("--compare", nargs="+", metavar="DIR", help="print one table over earlier runs' output folders")
+    args = parser.parse_args(argv)
+    if not args.compare and not args.dataset:
+        parser.error("--dataset is required (or --compare DIR ...)")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def provider_options(args) -> dict:
+    if args.provider == "assemblyai":
+        return {"api_key": args.api_key}
+    if args.provider == "faster-whisper":
+        return {"compute_type": args.compute_type, "device": args.device}
+    return {"device": args.device}
+
+
+def main(argv=None) -> dict | None:
+    args = parse_args(argv)
+    if args.compare:
+        print(compare_table(args.compare))
+        return None
+    dataset = open_dataset(args.dataset, args.split, args.max_samples)
+    provider = make_provider(args.provider, args.model, args.num_beams, **provider_options(args))
+    run = evaluate(provider, dataset.samples, args.batch_size, total=args.max_samples)
+    summary = summarize(run, run_metadata(args, provider, dataset))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    output_dir = args.output_dir or ROOT / "runs" / "eval" / f"{provider.name}_{Path(args.dataset).stem}_{stamp}"
+    write_outputs(output_dir, summary, run["predictions"])
+    print(f"WER {summary['wer']:.2%}  CER {summary['cer']:.2%}  (unnormalized WER {summary['wer_unnormalized']:.2%})  "
+          f"RTFx {summary['rtfx']:.2f}  {summary['num_samples']} samples, {summary['num_skipped']} skipped  -> {output_dir}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Word and character error rates, counted the way the Open ASR Leaderboard counts them.
+
+Both sides go through Whisper's English text normalizer (lower case, punctuation removed,
+spelled-out numbers as digits, British spellings as American, "mr." -> "mister", "n't" -> " not")
+before jiwer aligns them; the figures on the raw text are reported beside them.
+
+Importing this module costs only the standard library: the normalizer and jiwer load on first
+use, so training code can import ``normalize`` without pulling in the evaluation stack.
+"""
+
+import functools
+
+OPS = ("equal", "substitute", "insert", "delete")  # the alignment operations, as jiwer names them
+
+
+@functools.cache
+def _normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normalizer, with runs of spaces collapsed to one."""
+    return " ".join(_normalizer()(text).split())
+
+
+def _rate(errors: int, reference_length: int) -> float:
+    # An empty reference makes every hypothesis word an insertion: count them against one word,
+    # as jiwer does, rather than dividing by zero.
+    return errors / max(reference_length, 1)
+
+
+def _word_counts(refs: list[str], hyps: list[str]) -> dict:
+    import jiwer
+
+    out = jiwer.process_words(refs, hyps)
+    counts = {"substitutions": out.substitutions, "insertions": out.insertions, "deletions": out.deletions, "hits": out.hits}
+    counts["wer"] = _rate(out.substitutions + out.insertions + out.deletions, out.hits + out.substitutions + out.deletions)
+    return counts
+
+
+def _cer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    out = jiwer.process_characters(refs, hyps)
+    return _rate(out.substitutions + out.insertions + out.deletions, out.hits + out.substitutions + out.deletions)
+
+
+def wer(refs, hyps) -> dict:
+    """Corpus error rates over pairs of reference and hypothesis (lists, or one string each).
+
+    Returns ``wer``, ``cer``, ``substitutions``, ``insertions``, ``deletions``, ``hits`` (word
+    counts after normalization) and ``wer_unnormalized``, ``cer_unnormalized`` (raw text, split
+    on whitespace). Rates are fractions (0.12 = 12%): errors summed over all pairs divided by
+    reference words summed over all pairs, not a mean of per-pair rates.
+    """
+    if isinstance(refs, str):
+        refs, hyps = [refs], [hyps]
+    refs, hyps = list(refs), list(hyps)
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    if not refs:
+        raise ValueError("no reference/hypothesis pairs to score")
+    norm_refs, norm_hyps = [normalize(t) for t in refs], [normalize(t) for t in hyps]
+    result = _word_counts(norm_refs, norm_hyps)
+    result["cer"] = _cer(norm_refs, norm_hyps)
+    result["wer_unnormalized"] = _word_counts(refs, hyps)["wer"]
+    result["cer_unnormalized"] = _cer(refs, hyps)
+    return result
+
+
+def align(ref: str, hyp: str, normalized: bool = True) -> list[tuple[str, str | None, str | None]]:
+    """Word alignment as (op, ref_word, hyp_word) with op in OPS; the missing side of an insert or delete is None.
+
+    Both texts are normalized first (as ``wer`` scores them) unless ``normalized=False``.
+    """
+    import jiwer
+
+    if normalized:
+        ref, hyp = normalize(ref), normalize(hyp)
+    if not ref.split() and not hyp.split():
+        return []
+    out = jiwer.process_words(ref, hyp)
+    ref_words, hyp_words = out.references[0], out.hypotheses[0]
+    pairs = []
+    for chunk in out.alignments[0]:
+        ref_span = ref_words[chunk.ref_start_idx : chunk.ref_end_idx]
+        hyp_span = hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]
+        if chunk.type == "delete":
+            pairs += [(chunk.type, word, None) for word in ref_span]
+        elif chunk.type == "insert":
+            pairs += [(chunk.type, None, word) for word in hyp_span]
+        else:  # equal / substitute: spans of the same length
+            pairs += [(chunk.type, r, h) for r, h in zip(ref_span, hyp_span)]
+    return pairs
+
+
+def rtfx(audio_seconds: float, compute_seconds: float) -> float:
+    """Inverse real-time factor: seconds of audio transcribed per second of compute (higher is faster)."""
+    if compute_seconds <= 0:
+        raise ValueError(f"compute time must be positive, got {compute_seconds} s")
+    return audio_seconds / compute_seconds
