@@ -1,7 +1,7 @@
 # Two commands do all set-up from a fresh clone:  `make app`  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := espeak-ng ffmpeg chromium
+SYSTEM_PACKAGES := espeak-ng ffmpeg chromium openssh-client openssh-server rsync
 
 .PHONY: app test system
 
@@ -11,9 +11,11 @@ app: $(VENV)/.installed
 test: $(VENV)/.installed system
 	$(PY) -m pytest -q $(ARGS)
 
-# Speech synthesis for tests and corpora, ffmpeg for formats libsndfile can't read, and Debian's
-# chromium (/usr/bin/chromium) for the app's browser test. Checked as packages, not as commands on
-# the PATH: another "chromium" there (a snap, a download) is not the binary the test drives.
+# Speech synthesis for tests and corpora, ffmpeg for formats libsndfile can't read, Debian's
+# chromium (/usr/bin/chromium) for the app's browser test, and ssh, sshd (/usr/sbin/sshd) and rsync
+# for train/remote.py and its test, which runs its own sshd on loopback (the package also enables
+# the system's ssh service, as installing openssh-server always does). Checked as packages, not as
+# commands on the PATH: another "chromium" there (a snap, a download) is not the binary the test drives.
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || missing="$$missing $$p"; done; \
