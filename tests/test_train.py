@@ -143,3 +143,5 @@ def test_frame_masking_is_seeded_and_masks_only_spans():
     assert torch.equal(a, b) and torch.equal(frames, torch.ones(2, 50, 64))  # same seed, same masks; input untouched
     zeroed = (a == 0).float().mean().item()
     assert 0 < zeroed < 0.9
+    narrow = torch.ones(1, 20, 8)  # fewer channels than the widest band: bands are capped, no error
+    assert mask_frames(narrow, torch.tensor([20]), torch.Generator().manual_seed(0)).shape == narrow.shape

@@ -244,7 +244,7 @@ def mask_frames(frames: torch.Tensor, lengths: torch.Tensor, generator: torch.Ge
             start = int(torch.randint(0, max(1, n - width), (1,), generator=generator))
             frames[i, start : start + width] = 0
         for _ in range(channel_masks):
-            width = int(torch.randint(0, max_channels + 1, (1,), generator=generator))
+            width = int(torch.randint(0, min(max_channels, frames.shape[2]) + 1, (1,), generator=generator))
             start = int(torch.randint(0, frames.shape[2] - width + 1, (1,), generator=generator))
             frames[i, :, start : start + width] = 0
     return frames
