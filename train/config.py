@@ -41,6 +41,7 @@ class TrainConfig:
     bf16: bool = True  # autocast the frozen towers (AMX on CPU, tensor cores on GPU)
     gradient_checkpointing: bool = False  # trade compute for activation memory (large decoders)
     seed: int = 0
+    num_threads: int | None = None  # torch CPU threads; 1 is as fast as 2 here for bf16 and immune to a busy neighbour
 
     # Bookkeeping.
     output_dir: str = "runs/default"
