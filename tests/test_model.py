@@ -158,3 +158,11 @@ def test_beam_and_greedy_generate(tiny_config):
     beams = model.generate(**batch, num_beams=3, max_new_tokens=5, length_penalty=1.0)
     assert greedy.shape[0] == beams.shape[0] == 2
     assert greedy.shape[1] <= 5 and beams.shape[1] <= 5
+
+
+def test_default_length_cap_follows_audio_duration(tiny_config):
+    model, processor = build(tiny_config, generation={"max_new_tokens": 500, "num_beams": 1, "max_tokens_per_second": 6.0})
+    batch = processor([tone(1.0)])  # 1 s of audio: at most 6 + 10 new tokens by default
+    tokens = model.generate(**batch, min_new_tokens=40)  # the random LM would go on; the cap stops it
+    assert tokens.shape[1] == 16
+    assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30).shape[1] == 30  # explicit wins

@@ -1,6 +1,6 @@
 """ASRModel: frozen audio encoder -> trainable AudioProjector -> frozen causal LM."""
 
-import os
+import math
 
 import torch
 from safetensors.torch import load_file
@@ -20,6 +20,7 @@ from .weights import resolve
 
 logger = logging.get_logger(__name__)
 
+ENCODER_FRAME_SECONDS = 0.02  # Whisper, HuBERT and wav2vec2 all emit 50 frames per second
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
@@ -230,9 +231,15 @@ class ASRModel(PreTrainedModel):
                  encoder_frames=None, frame_lengths=None, **generate_kwargs):
         """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
         embeds = self.embed(input_ids, input_features, feature_lengths, encoder_frames, frame_lengths)
+        explicit_length = generate_kwargs.get("max_new_tokens") is not None
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
+        per_second = generate_kwargs.pop("max_tokens_per_second")
+        if not explicit_length and per_second:
+            # A transcript cannot be much longer than the audio: stops a wandering LLM early.
+            seconds = (input_ids == AUDIO_TOKEN_ID).sum(dim=1).max().item() * self.config.downsample_rate * ENCODER_FRAME_SECONDS
+            generate_kwargs["max_new_tokens"] = min(generate_kwargs["max_new_tokens"], math.ceil(seconds * per_second) + 10)
         generate_kwargs.setdefault("do_sample", False)
         if generate_kwargs["num_beams"] == 1:
             generate_kwargs.pop("length_penalty")  # only meaningful for beam search
