@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from tiny_audio import ASRModel
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "assets" / "default-model"
 
@@ -46,17 +48,17 @@ def main():
     for item in TARGET.iterdir():
         if item.is_file():
             item.unlink()
-    for item in checkpoint.iterdir():
-        if item.suffix in (".py", ".json") and item.name not in ("optimizer.json", "trainer_state.json"):
-            shutil.copy(item, TARGET / item.name)
+    # Re-save through the current package: the folder gets today's remote code and config defaults.
+    model = ASRModel.from_pretrained(str(checkpoint))
+    model.save_pretrained(TARGET)
     # Projector weights in bf16 halve the file (10 MB); the model loads them into fp32 parameters.
-    weights = load_file(str(checkpoint / "model.safetensors"))
+    weights = load_file(str(TARGET / "model.safetensors"))
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(TARGET / "model.safetensors"),
               metadata={"format": "pt"})
     for png in args.curves:
         shutil.copy(png, TARGET / Path(png).name)
 
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = json.loads((TARGET / "config.json").read_text())
     lines = [
         "---", "license: apache-2.0", "language: [en]", "pipeline_tag: automatic-speech-recognition",
         "tags: [tiny-audio, speech-recognition, whisper, smollm2]", "---", "",

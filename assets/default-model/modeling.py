@@ -1,0 +1,280 @@
+"""ASRModel: frozen audio encoder -> trainable AudioProjector -> frozen causal LM."""
+
+import math
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import cached_file, logging
+
+from .configuration import ASRConfig
+from .pipeline import ASRPipeline
+from .processing import AUDIO_TOKEN_ID, encoder_frames
+from .projector import AudioProjector
+from .weights import resolve
+
+logger = logging.get_logger(__name__)
+
+ENCODER_FRAME_SECONDS = 0.02  # Whisper, HuBERT and wav2vec2 all emit 50 frames per second
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+class WhisperAudioEncoder(WhisperEncoder):
+    """transformers' WhisperEncoder, loadable from a full Whisper checkpoint (decoder keys skipped)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^model\.decoder\.", r"^proj_out\."]
+
+
+def load_encoder(config: ASRConfig, **hub_kwargs) -> nn.Module:
+    path = resolve(config.encoder_name_or_path, config.weights_source)
+    dtype = getattr(torch, config.frozen_dtype)
+    if config.encoder_type == "whisper":
+        # Whisper checkpoints hold the whole seq2seq model; we keep only its encoder.
+        return WhisperAudioEncoder.from_pretrained(path, dtype=dtype, key_mapping={r"^model\.encoder\.": ""}, **hub_kwargs)
+    return AutoModel.from_pretrained(path, dtype=dtype, **hub_kwargs)  # HubertModel / Wav2Vec2Model
+
+
+def load_decoder(config: ASRConfig, **hub_kwargs) -> nn.Module:
+    path = resolve(config.decoder_name_or_path, config.weights_source)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, config.frozen_dtype), **hub_kwargs)
+
+
+class ASRModel(PreTrainedModel):
+    config_class = ASRConfig
+    main_input_name = "input_features"
+    supports_gradient_checkpointing = True
+    _no_split_modules = []
+
+    def __init__(self, config: ASRConfig, encoder: nn.Module | None = None, decoder: nn.Module | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else load_encoder(config)
+        self.decoder = decoder if decoder is not None else load_decoder(config)
+        enc_dim = self.encoder.config.hidden_size if config.encoder_type != "whisper" else self.encoder.config.d_model
+        llm_dim = self.decoder.get_input_embeddings().embedding_dim
+        if (enc_dim, llm_dim) != (config.encoder_dim, config.llm_dim):
+            raise ValueError(
+                f"config says encoder_dim={config.encoder_dim}, llm_dim={config.llm_dim} but the towers have "
+                f"{enc_dim} and {llm_dim}"
+            )
+        self.projector = AudioProjector(config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim)
+        self.freeze_towers()
+        self.post_init()
+
+    def _init_weights(self, module):
+        pass  # towers arrive pretrained; the projector initialises itself (nn.Linear defaults)
+
+    def freeze_towers(self) -> None:
+        """The one place the encoder and decoder are frozen: no grads, eval mode (no dropout)."""
+        for tower in (self.encoder, self.decoder):
+            tower.requires_grad_(False)
+            tower.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen towers stay in eval mode whatever the trainer asks
+        self.decoder.eval()
+        return self
+
+    def parameter_counts(self) -> dict:
+        count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+        return {
+            "encoder": count(self.encoder),
+            "projector": count(self.projector),
+            "decoder": count(self.decoder),
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+        }
+
+    # --- audio -> LLM embeddings -------------------------------------------------------
+    def encoder_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames per clip from feature lengths (mel frames for Whisper, samples otherwise)."""
+        if self.config.encoder_type == "whisper":
+            return (feature_lengths + 1) // 2
+        return self.encoder._get_feat_extract_output_lengths(feature_lengths).long()
+
+    def _whisper_encode(self, features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        """Whisper's encoder on inputs of any length up to 30 s, with padded frames masked out.
+
+        transformers' WhisperEncoder insists on 3000 mel frames; this is its forward without that
+        check, with positional embeddings sliced to the clip and padding masked in the convs and
+        in self-attention, so a clip gives the same features alone or in a padded batch.
+        """
+        enc = self.encoder
+        mel_mask = (torch.arange(features.shape[-1], device=features.device) < mel_lengths[:, None]).unsqueeze(1)
+        x = nn.functional.gelu(enc.conv1(features)) * mel_mask  # B, C, T_mel
+        x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)  # B, T, C (T = ceil(T_mel / 2))
+        frames = x.shape[1]
+        if frames > enc.embed_positions.num_embeddings:
+            raise ValueError(f"audio gives {frames} encoder frames, above Whisper's {enc.embed_positions.num_embeddings} (30 s)")
+        x = x + enc.embed_positions.weight[:frames].to(x.dtype)
+        valid = torch.arange(frames, device=x.device) < self.encoder_lengths(mel_lengths)[:, None]  # B, T
+        mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
+        mask = mask[:, None, None, :]  # B, 1, 1, T: padded keys get -inf
+        for layer in enc.layers:
+            x = layer(x, mask)
+        return enc.layer_norm(x)
+
+    def encode(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen encoder: (B, T, encoder_dim) frames with padded frames zeroed, and frame counts."""
+        dtype = self.encoder.dtype
+        with torch.no_grad():
+            if self.config.encoder_type == "whisper":
+                hidden = self._whisper_encode(input_features.to(dtype), feature_lengths)
+            else:
+                sample_mask = torch.arange(input_features.shape[1], device=input_features.device) < feature_lengths[:, None]
+                # Only models with layer-norm feature extractors were trained with attention masks.
+                use_mask = getattr(self.encoder.config, "feat_extract_norm", "layer") == "layer"
+                hidden = self.encoder(
+                    input_features.to(dtype), attention_mask=sample_mask.long() if use_mask else None
+                ).last_hidden_state
+        lengths = self.encoder_lengths(feature_lengths)
+        valid = torch.arange(hidden.shape[1], device=hidden.device) < lengths[:, None]
+        return hidden * valid.unsqueeze(-1), lengths
+
+    def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip."""
+        k = self.config.downsample_rate
+        frames = frames.to(self.projector.linear_1.weight.dtype)  # towers may be stored in another dtype
+        return self.projector(frames), (frame_lengths + k - 1) // k
+
+    def merge_embeddings(self, input_ids, audio_embeds, audio_lengths) -> torch.Tensor:
+        """Token embeddings with the AUDIO_TOKEN_ID slots replaced by projected audio, in order."""
+        audio_mask = input_ids == AUDIO_TOKEN_ID
+        slots = audio_mask.sum(dim=1)
+        if not torch.equal(slots.cpu(), audio_lengths.cpu()):
+            raise ValueError(f"prompts have {slots.tolist()} audio slots but the audio gives {audio_lengths.tolist()} embeddings")
+        embeds = self.decoder.get_input_embeddings()(input_ids.masked_fill(audio_mask, 0))
+        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        return embeds.masked_scatter(audio_mask.unsqueeze(-1), audio_embeds[valid].to(embeds.dtype))
+
+    def embed(self, input_ids, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
+        """Prompt embeddings with audio inserted. Pass raw features, or cached encoder frames."""
+        if encoder_frames is None:
+            if input_features is None:
+                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
+            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
+        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
+        return self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
+
+
+    # --- training ---------------------------------------------------------------------
+    def forward(self, input_ids, attention_mask, labels=None, input_features=None, feature_lengths=None,
+                encoder_frames=None, frame_lengths=None, ctc_weight: float = 0.0, lm_weight: float = 1.0,
+                ctc_vocab_sample: int = 0, **kwargs):
+        """Without labels: the decoder's output. With labels: next-token loss on the transcript.
+
+        ``ctc_weight`` > 0 adds an auxiliary CTC loss that reads the projector's outputs as
+        words directly, scoring them against the LLM's own (frozen) token embeddings, with the
+        eos token as blank. It gives the projector a per-position signal of which words it
+        carries, so it aligns without waiting for the LLM to learn to look at the audio.
+        ``lm_weight=0`` trains on CTC alone and skips the LLM entirely (several times faster).
+        """
+        if encoder_frames is None:
+            if input_features is None:
+                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
+            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
+        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
+        if labels is None:
+            embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
+            return self.decoder(inputs_embeds=embeds, attention_mask=attention_mask)
+        loss, lm_loss, ctc_loss = 0.0, None, None
+        if lm_weight > 0:
+            embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
+            hidden = self.decoder.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+            # Next-token loss on transcript positions only; the LM head (vocab-wide) runs only there.
+            targets = labels[:, 1:]
+            selected = targets != -100
+            logits = self.decoder.get_output_embeddings()(hidden[:, :-1][selected])
+            lm_loss = nn.functional.cross_entropy(logits.float(), targets[selected])
+            loss = lm_weight * lm_loss
+        if ctc_weight > 0:
+            ctc_loss = self.ctc_loss(audio_embeds, audio_lengths, labels, ctc_vocab_sample)
+            loss = loss + ctc_weight * ctc_loss
+        if lm_loss is None and ctc_loss is None:
+            raise ValueError("lm_weight and ctc_weight are both 0: nothing to train")
+        detach = lambda t: None if t is None else t.detach()  # noqa: E731
+        return ModelOutput(loss=loss, lm_loss=detach(lm_loss), ctc_loss=detach(ctc_loss))
+
+    def ctc_loss(self, audio_embeds, audio_lengths, labels, vocab_sample: int = 0) -> torch.Tensor:
+        """CTC of projector outputs scored against the frozen token embeddings (blank: eos).
+
+        ``vocab_sample`` > 0 normalizes over a sampled vocabulary instead of all words: the
+        batch's own transcript tokens, the blank, and that many random others (seeded by the
+        batch, so a resumed run draws the same). It is ~10x cheaper for a 49k vocabulary and
+        still pulls each position toward its word and away from the rest.
+        """
+        blank = self.decoder.config.eos_token_id
+        blank = blank[0] if isinstance(blank, (list, tuple)) else blank
+        table = self.decoder.get_input_embeddings().weight  # V, D (frozen)
+        rows = [row[row != -100][:-1] for row in labels]  # transcript tokens without the final eos
+        targets = torch.cat(rows)
+        if vocab_sample > 0:
+            generator = torch.Generator().manual_seed(int(targets.sum()) % (2**31))
+            others = torch.randint(0, table.shape[0], (vocab_sample,), generator=generator).to(targets.device)
+            candidates = torch.unique(torch.cat([targets, others, torch.tensor([blank], device=targets.device)]))
+            table = table[candidates]
+            targets = torch.searchsorted(candidates, targets)  # ids -> positions in the sampled table
+            blank = int(torch.searchsorted(candidates, torch.tensor(blank, device=candidates.device)))
+        log_probs = (audio_embeds @ table.T.to(audio_embeds.dtype)).float().log_softmax(-1)  # B, T, V'
+        return nn.functional.ctc_loss(
+            log_probs.transpose(0, 1), targets, audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
+            blank=blank, reduction="mean", zero_infinity=True,
+        )
+
+    # --- inference ---------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
+                 encoder_frames=None, frame_lengths=None, **generate_kwargs):
+        """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
+        embeds = self.embed(input_ids, input_features, feature_lengths, encoder_frames, frame_lengths)
+        explicit_length = generate_kwargs.get("max_new_tokens") is not None
+        for key, value in self.config.generation.items():
+            if generate_kwargs.get(key) is None:
+                generate_kwargs[key] = value
+        per_second = generate_kwargs.pop("max_tokens_per_second")
+        if not explicit_length and per_second:
+            # A transcript cannot be much longer than the audio: stops a wandering LLM early.
+            seconds = (input_ids == AUDIO_TOKEN_ID).sum(dim=1).max().item() * self.config.downsample_rate * ENCODER_FRAME_SECONDS
+            generate_kwargs["max_new_tokens"] = min(generate_kwargs["max_new_tokens"], math.ceil(seconds * per_second) + 10)
+        generate_kwargs.setdefault("do_sample", False)
+        if generate_kwargs["num_beams"] == 1:
+            generate_kwargs.pop("length_penalty")  # only meaningful for beam search
+        tokenizer_eos = self.decoder.generation_config.eos_token_id or self.decoder.config.eos_token_id
+        generate_kwargs.setdefault("eos_token_id", tokenizer_eos)
+        generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
+        return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+    # --- save / load: the projector only -------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs):
+        """Config + projector weights (safetensors) + the code that pipeline(trust_remote_code=True) needs."""
+        kwargs["state_dict"] = {f"projector.{k}": v.contiguous() for k, v in self.projector.state_dict().items()}
+        super().save_pretrained(save_directory, **kwargs)
+        custom_object_save(ASRPipeline, save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Frozen towers from their own sources (config), projector from this checkpoint (strict)."""
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        if config is None:
+            config = ASRConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if isinstance(dtype, (str, torch.dtype)) and str(dtype) != "auto":
+            config.frozen_dtype = str(dtype).replace("torch.", "")
+        model = cls(config)
+        weights = cached_file(pretrained_model_name_or_path, "model.safetensors", **hub_kwargs)
+        model.load_projector(load_file(weights))
+        return model
+
+    def load_projector(self, state: dict) -> None:
+        prefix = "projector."
+        stray = [k for k in state if not k.startswith(prefix)]
+        if stray:
+            raise ValueError(f"checkpoint holds non-projector weights: {stray[:5]}")
+        self.projector.load_state_dict({k[len(prefix) :]: v for k, v in state.items()}, strict=True)
+
+
+ASRModel.register_for_auto_class("AutoModelForSpeechSeq2Seq")
