@@ -116,7 +116,7 @@ def summarize(run: dict, meta: dict) -> dict:
         "num_samples": len(predictions),
         "num_skipped": len(run["skipped"]),
         "audio_seconds": round(run["audio_seconds"], 3),
-        "compute_seconds": round(run["compute_seconds"], 3),
+        "compute_seconds": round(run["compute_seconds"], 6),
         "rtfx": round(rtfx(run["audio_seconds"], run["compute_seconds"]), 3),
         **meta,
         "skipped": run["skipped"],
