@@ -165,4 +165,6 @@ def test_default_length_cap_follows_audio_duration(tiny_config):
     batch = processor([tone(1.0)])  # 1 s of audio: at most 6 + 10 new tokens by default
     tokens = model.generate(**batch, min_new_tokens=40)  # the random LM would go on; the cap stops it
     assert tokens.shape[1] == 16
-    assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30).shape[1] == 30  # explicit wins
+    assert model.generate(**batch, max_new_tokens=12, min_new_tokens=12).shape[1] == 12  # a lower ceiling holds
+    assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30).shape[1] == 16  # a higher one is capped
+    assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30, max_tokens_per_second=0).shape[1] == 30

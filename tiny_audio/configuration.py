@@ -8,7 +8,7 @@ CUSTOM_PIPELINE = {"impl": "pipeline.ASRPipeline", "pt": ["AutoModelForSpeechSeq
 GENERATION_DEFAULTS = {
     "num_beams": 4,
     "max_new_tokens": 128,  # 30 s of speech is ~90 words, ~120 tokens
-    "max_tokens_per_second": 6.0,  # unless max_new_tokens is passed: cap at 6 tokens per second of audio + 10
+    "max_tokens_per_second": 6.0,  # new tokens <= 6 per second of audio + 10 (0: off), below max_new_tokens
     "length_penalty": 1.0,
     "repetition_penalty": 1.0,
 }

@@ -36,6 +36,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     lm_weight: float = 1.0  # next-token loss on the transcript through the frozen LLM (0 = CTC-only warm-up, no LLM)
     ctc_weight: float = 0.5  # auxiliary CTC on projector outputs vs LLM token embeddings (0 = off)
+    ctc_blank: str = " "  # text of the one token used as CTC blank ("eos" = the LLM's eos); see ASRModel.ctc_loss
     ctc_vocab_sample: int = 4096  # CTC normalizes over the batch's tokens + this many random words (0 = all)
     match_output_scale: bool = True  # start the projector at the LLM embeddings' RMS
     bf16: bool = True  # autocast the frozen towers (AMX on CPU, tensor cores on GPU)

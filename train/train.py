@@ -37,7 +37,7 @@ from train.plots import plot_run  # noqa: E402
 
 log = logging.getLogger("train")
 LOG_FIELDS = ["step", "epoch", "loss", "lm_loss", "ctc_loss", "lr", "samples", "audio_hours", "elapsed_s",
-              "samples_per_s", "audio_h_per_h", "eval_set", "eval_loss", "eval_wer"]
+              "samples_per_s", "audio_h_per_h", "eval_set", "eval_loss", "eval_wer", "eval_ctc_wer"]
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -114,11 +114,21 @@ class CsvLog:
 
 
 # --- evaluation ---------------------------------------------------------------------------------
+def ctc_blank_id(processor, cfg: TrainConfig) -> int:
+    if cfg.ctc_blank == "eos":
+        return processor.tokenizer.eos_token_id
+    ids = processor.tokenizer(cfg.ctc_blank, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"ctc_blank {cfg.ctc_blank!r} is {len(ids)} tokens; it must be exactly one")
+    return ids[0]
+
+
 @torch.no_grad()
 def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
-    """Teacher-forced loss and greedy-decoding WER on a fixed list of clips."""
+    """Teacher-forced loss, greedy-decoding WER, and the CTC best-path WER of the projector alone."""
     model.eval()
-    losses, refs, hyps = [], [], []
+    losses, refs, hyps, ctc_hyps = [], [], [], []
+    blank = ctc_blank_id(processor, cfg)
     k = model.config.downsample_rate
     for start in range(0, len(clips), 16):
         group = clips[start : start + 16]
@@ -133,13 +143,15 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
         else:
             audio = {"input_features": batch["input_features"], "feature_lengths": batch["feature_lengths"]}
             frames = model.encoder_lengths(batch["feature_lengths"])
+        encoded = (audio["encoder_frames"], frames) if "encoder_frames" in audio else model.encode(**audio)
+        ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.project(*encoded), blank))
         prompt = processor.token_batch([math.ceil(int(n) / k) for n in frames])
         tokens = model.generate(**prompt, **audio, num_beams=cfg.eval_num_beams, max_new_tokens=cfg.eval_max_new_tokens)
         refs += [c.text for c in group]
         hyps += processor.batch_decode(tokens)
     scores = wer(refs, hyps)
-    samples = list(zip(refs, hyps))[: cfg.samples_to_show]
-    return {"loss": sum(losses) / len(losses), "wer": scores["wer"], "samples": samples}
+    samples = list(zip(refs, hyps, ctc_hyps))[: cfg.samples_to_show]
+    return {"loss": sum(losses) / len(losses), "wer": scores["wer"], "ctc_wer": wer(refs, ctc_hyps)["wer"], "samples": samples}
 
 
 def main(argv=None):
@@ -165,6 +177,7 @@ def main(argv=None):
     log.info(f"processes: {accelerator.num_processes} ({accelerator.distributed_type}, {accelerator.device})")
     model = build_model(cfg)
     processor = ASRProcessor.from_config(model.config)
+    blank = ctc_blank_id(processor, cfg)
     counts = model.parameter_counts()
     log.info(f"parameters: trainable {counts['trainable']:,} (projector) of "
              f"{sum(v for k, v in counts.items() if k != 'trainable'):,} total")
@@ -268,7 +281,8 @@ def main(argv=None):
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             with autocast():
-                output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight, ctc_vocab_sample=cfg.ctc_vocab_sample)
+                output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight, ctc_vocab_sample=cfg.ctc_vocab_sample,
+                               ctc_blank_id=blank)
             accelerator.backward(output.loss)
             accelerator.clip_grad_norm_(inner.projector.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -322,10 +336,11 @@ def run_evals(model, processor, eval_sets, collate, cfg, autocast, state, csv_lo
         return
     for name, clips in eval_sets.items():
         result = evaluate(model, processor, clips, collate, cfg, autocast)
-        csv_log.write(step=state["step"], eval_set=name, eval_loss=f"{result['loss']:.4f}", eval_wer=f"{result['wer']:.4f}")
-        log.info(f"eval {name} @ {state['step']}: loss {result['loss']:.3f} WER {result['wer']:.3f}")
-        for ref, hyp in result["samples"]:
-            log.info(f"   ref: {ref}\n   hyp: {hyp}")
+        csv_log.write(step=state["step"], eval_set=name, eval_loss=f"{result['loss']:.4f}", eval_wer=f"{result['wer']:.4f}",
+                      eval_ctc_wer=f"{result['ctc_wer']:.4f}")
+        log.info(f"eval {name} @ {state['step']}: loss {result['loss']:.3f} WER {result['wer']:.3f} (CTC alone {result['ctc_wer']:.3f})")
+        for ref, hyp, ctc in result["samples"]:
+            log.info(f"   ref: {ref}\n   hyp: {hyp}\n   ctc: {ctc}")
         if name == (cfg.select_on or next(iter(eval_sets))):
             if state["best_wer"] is None or result["wer"] < state["best_wer"]:
                 state["best_wer"] = result["wer"]
