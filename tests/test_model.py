@@ -168,3 +168,9 @@ def test_default_length_cap_follows_audio_duration(tiny_config):
     assert model.generate(**batch, max_new_tokens=12, min_new_tokens=12).shape[1] == 12  # a lower ceiling holds
     assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30).shape[1] == 16  # a higher one is capped
     assert model.generate(**batch, max_new_tokens=30, min_new_tokens=30, max_tokens_per_second=0).shape[1] == 30
+    # Batched with a 4 s clip (cap 34), the 1 s clip still stops at 16: the rest of its row is padding.
+    batch = processor([tone(1.0), tone(4.0)])
+    never = model.decoder.config.vocab_size + 1  # an eos the random LM cannot emit: rows end only by their caps
+    tokens = model.generate(**batch, eos_token_id=never, pad_token_id=0)
+    assert tokens.shape[1] == 34
+    assert (tokens[0, 16:] == 0).all() and (tokens[1, 16:] != 0).any()

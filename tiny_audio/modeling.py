@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -21,7 +21,21 @@ from .weights import resolve
 logger = logging.get_logger(__name__)
 
 ENCODER_FRAME_SECONDS = 0.02  # Whisper, HuBERT and wav2vec2 all emit 50 frames per second
+CTC_SCALE = 30.0  # cosine -> logit scale of the CTC head (as in cosine-softmax classifiers)
+NORM_WEIGHT = 0.1  # weight of the output-length pull in the CTC loss
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+class PerClipLengthCap(StoppingCriteria):
+    """Stops each sequence at its own number of new tokens (generate's max_new_tokens is per batch)."""
+
+    def __init__(self, caps: torch.Tensor):
+        self.caps = caps
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        # With inputs_embeds, generate's input_ids hold only new tokens; beams come clip by clip.
+        caps = self.caps.to(input_ids.device).repeat_interleave(input_ids.shape[0] // len(self.caps))
+        return input_ids.shape[1] >= caps
 
 
 class WhisperAudioEncoder(WhisperEncoder):
@@ -199,8 +213,20 @@ class ASRModel(PreTrainedModel):
         detach = lambda t: None if t is None else t.detach()  # noqa: E731
         return ModelOutput(loss=loss, lm_loss=detach(lm_loss), ctc_loss=detach(ctc_loss))
 
+    def ctc_logits(self, audio_embeds: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores of projector outputs (B, T, D) against token embeddings (V, D): scaled cosine.
+
+        Cosine, not a dot product: a dot product rewards ever longer outputs (they sharpen the
+        softmax), and the first CTC run ended with outputs 8x longer than any token embedding
+        and only 0.28 cosine to their best token, which the LLM could not read as words.
+        """
+        directions = nn.functional.normalize(audio_embeds.float(), dim=-1)
+        return CTC_SCALE * directions @ nn.functional.normalize(table.float(), dim=-1).T
+
     def ctc_loss(self, audio_embeds, audio_lengths, labels, vocab_sample: int = 0, blank: int | None = None) -> torch.Tensor:
-        """CTC of projector outputs scored against the frozen token embeddings.
+        """CTC of projector outputs scored against the frozen token embeddings, plus a pull of their
+        length toward the embeddings' typical length: the projector learns to emit what the LLM
+        would see if the words were typed.
 
         The blank is a real token, so blank frames become that token's embedding for the LLM.
         A space is the best we measured: SmolLM2 reading exact transcript embeddings with two
@@ -225,18 +251,21 @@ class ASRModel(PreTrainedModel):
             table = table[candidates]
             targets = torch.searchsorted(candidates, targets)  # ids -> positions in the sampled table
             blank = int(torch.searchsorted(candidates, torch.tensor(blank, device=candidates.device)))
-        log_probs = (audio_embeds @ table.T.to(audio_embeds.dtype)).float().log_softmax(-1)  # B, T, V'
-        return nn.functional.ctc_loss(
+        log_probs = self.ctc_logits(audio_embeds, table).log_softmax(-1)  # B, T, V'
+        ctc = nn.functional.ctc_loss(
             log_probs.transpose(0, 1), targets, audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
             blank=blank, reduction="mean", zero_infinity=True,
         )
+        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        typical = self.decoder.get_input_embeddings().weight.float().norm(dim=-1).mean()
+        length = audio_embeds[valid].float().norm(dim=-1) / typical
+        return ctc + NORM_WEIGHT * (length - 1).pow(2).mean()
 
     @torch.no_grad()
     def ctc_greedy(self, audio_embeds, audio_lengths, blank: int) -> list[list[int]]:
         """Best-path CTC decode of projector outputs against the token embeddings (a diagnostic:
         how many words the projector carries before the LLM reads them)."""
-        table = self.decoder.get_input_embeddings().weight
-        best = (audio_embeds @ table.T.to(audio_embeds.dtype)).argmax(-1)  # B, T
+        best = self.ctc_logits(audio_embeds, self.decoder.get_input_embeddings().weight).argmax(-1)  # B, T
         out = []
         for row, length in zip(best.tolist(), audio_lengths.tolist()):
             ids, previous = [], None
@@ -260,8 +289,12 @@ class ASRModel(PreTrainedModel):
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
             # whatever ceiling (max_new_tokens) the caller set.
-            seconds = (input_ids == AUDIO_TOKEN_ID).sum(dim=1).max().item() * self.config.downsample_rate * ENCODER_FRAME_SECONDS
-            generate_kwargs["max_new_tokens"] = min(generate_kwargs["max_new_tokens"], math.ceil(seconds * per_second) + 10)
+            # Each clip has its own cap, so a short clip batched with long ones stops early too.
+            seconds = (input_ids == AUDIO_TOKEN_ID).sum(dim=1) * self.config.downsample_rate * ENCODER_FRAME_SECONDS
+            caps = (seconds * per_second).ceil().long() + 10
+            generate_kwargs["max_new_tokens"] = min(generate_kwargs["max_new_tokens"], int(caps.max()))
+            criteria = list(generate_kwargs.get("stopping_criteria") or [])
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList(criteria + [PerClipLengthCap(caps)])
         generate_kwargs.setdefault("do_sample", False)
         if generate_kwargs["num_beams"] == 1:
             generate_kwargs.pop("length_penalty")  # only meaningful for beam search

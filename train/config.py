@@ -19,6 +19,7 @@ class TrainConfig:
     train_sources: list = field(default_factory=list)
     eval_sets: dict = field(default_factory=dict)  # name -> source; WER is measured on each
     select_on: str | None = None  # eval set whose WER picks the "best" checkpoint (real speech if you have it)
+    select_metric: str = "wer"  # "wer" (the LLM's transcript) or "ctc_wer" (the projector alone: CTC warm-up)
     cache_features: bool = True  # frozen encoder outputs computed once (local sources only)
     feature_cache_dir: str | None = None  # default: <output_dir>/features
     spec_augment: bool = True  # mask time spans and channel bands of cached encoder frames while training

@@ -342,12 +342,14 @@ def run_evals(model, processor, eval_sets, collate, cfg, autocast, state, csv_lo
         for ref, hyp, ctc in result["samples"]:
             log.info(f"   ref: {ref}\n   hyp: {hyp}\n   ctc: {ctc}")
         if name == (cfg.select_on or next(iter(eval_sets))):
-            if state["best_wer"] is None or result["wer"] < state["best_wer"]:
-                state["best_wer"] = result["wer"]
+            score = result[cfg.select_metric]
+            if state["best_wer"] is None or score < state["best_wer"]:
+                state["best_wer"] = score
                 state["best_step"] = state["step"]
                 model.save_pretrained(out / "best")
                 (out / "best" / "selection.json").write_text(json.dumps(
-                    {"eval_set": name, "step": state["step"], "wer": result["wer"], "samples_seen": state["samples"]}))
+                    {"eval_set": name, "metric": cfg.select_metric, "step": state["step"], "wer": score,
+                     "samples_seen": state["samples"]}))
     plot_run(out)
 
 
