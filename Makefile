@@ -1,7 +1,7 @@
 # Two commands do all set-up from a fresh clone:  `make app`  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := espeak-ng ffmpeg chromium openssh-client openssh-server rsync
+SYSTEM_PACKAGES := espeak-ng ffmpeg chromium openssh-client openssh-server rsync asterisk-core-sounds-en-wav
 
 .PHONY: app test system
 

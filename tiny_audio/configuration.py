@@ -11,6 +11,7 @@ GENERATION_DEFAULTS = {
     "max_tokens_per_second": 6.0,  # new tokens <= 6 per second of audio + 10 (0: off), below max_new_tokens
     "length_penalty": 1.0,
     "repetition_penalty": 1.0,
+    "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
 }
 
 
@@ -38,6 +39,7 @@ class ASRConfig(PretrainedConfig):
         generation: dict | None = None,  # defaults for generate(); see GENERATION_DEFAULTS
         frozen_dtype: str = "float32",  # storage dtype of the frozen towers
         autocast_dtype: str | None = None,  # pipeline compute dtype under torch.autocast (None: the towers' dtype)
+        ctc_blank_id: int | None = None,  # the token the projector's CTC head was trained with as blank (train.py sets it)
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):
@@ -54,6 +56,7 @@ class ASRConfig(PretrainedConfig):
         self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         self.frozen_dtype = frozen_dtype
         self.autocast_dtype = autocast_dtype
+        self.ctc_blank_id = ctc_blank_id
         # Route the stock "automatic-speech-recognition" task to our pipeline, for this model only.
         kwargs.setdefault("custom_pipelines", {"automatic-speech-recognition": CUSTOM_PIPELINE})
         super().__init__(**kwargs)

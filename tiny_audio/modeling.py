@@ -6,13 +6,16 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    AutoConfig, AutoModel, AutoModelForCausalLM, LogitsProcessorList, PreTrainedModel, StoppingCriteria, StoppingCriteriaList,
+)
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import cached_file, logging
 
 from .configuration import ASRConfig
+from .ctc_decoding import CTCPrefixScorer
 from .pipeline import ASRPipeline
 from .processing import AUDIO_TOKEN_ID, encoder_frames
 from .projector import AudioProjector
@@ -276,15 +279,32 @@ class ASRModel(PreTrainedModel):
             out.append(ids)
         return out
 
+    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int) -> CTCPrefixScorer:
+        """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
+        table = nn.functional.normalize(self.decoder.get_input_embeddings().weight.float(), dim=-1)
+        directions = nn.functional.normalize(audio_embeds.float(), dim=-1)  # B, T, D
+        # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
+        norm = torch.stack([torch.logsumexp(CTC_SCALE * d @ table.T, dim=-1) for d in directions])  # B, T
+        blank = CTC_SCALE * directions @ table[self.config.ctc_blank_id] - norm
+
+        def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
+            return CTC_SCALE * torch.einsum("ntd,nkd->nkt", directions[clips], table[candidates]) - norm[clips][:, None, :]
+
+        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight)
+
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
                  encoder_frames=None, frame_lengths=None, **generate_kwargs):
         """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
-        embeds = self.embed(input_ids, input_features, feature_lengths, encoder_frames, frame_lengths)
+        if encoder_frames is None:
+            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
+        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
+        embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
+        ctc_weight = generate_kwargs.pop("ctc_weight")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -301,6 +321,11 @@ class ASRModel(PreTrainedModel):
         tokenizer_eos = self.decoder.generation_config.eos_token_id or self.decoder.config.eos_token_id
         generate_kwargs.setdefault("eos_token_id", tokenizer_eos)
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
+        if ctc_weight and self.config.ctc_blank_id is not None:
+            eos = generate_kwargs["eos_token_id"]
+            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos)
+            processors = list(generate_kwargs.get("logits_processor") or [])
+            generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
     # --- save / load: the projector only -------------------------------------------------

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from tiny_audio import ASRModel
@@ -40,6 +41,8 @@ def main():
     parser.add_argument("--corpus", help="corpus folder with corpus.md")
     parser.add_argument("--results", help="Markdown file with the evaluation table")
     parser.add_argument("--curves", nargs="*", default=[], help="PNG files to copy beside the card")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for the shipped model, e.g. ctc_blank_id=216 generation.ctc_weight=0.85")
     args = parser.parse_args()
     checkpoint = Path(args.checkpoint)
     runs = [Path(r) for r in (args.runs or [checkpoint.parent])]
@@ -50,6 +53,14 @@ def main():
             item.unlink()
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key.startswith("generation."):
+            model.config.generation[key.split(".", 1)[1]] = yaml.safe_load(value)
+        elif hasattr(model.config, key):
+            setattr(model.config, key, yaml.safe_load(value))
+        else:
+            raise SystemExit(f"unknown config key {key!r}")
     model.save_pretrained(TARGET)
     # Projector weights in bf16 halve the file (10 MB); the model loads them into fp32 parameters.
     weights = load_file(str(TARGET / "model.safetensors"))
@@ -69,7 +80,13 @@ def main():
         "(or the hub with TINY_AUDIO_WEIGHTS=hub) on first use.", "",
         "```python", "from transformers import pipeline",
         'pipe = pipeline("automatic-speech-recognition", model="path/to/this/folder", trust_remote_code=True)',
-        'pipe("speech.wav")["text"]', "```", "", "## Training",
+        'pipe("speech.wav")["text"]', "```", "",
+        "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top-8",
+        "next tokens are re-scored with the CTC prefix probability read off the projector outputs against",
+        "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
+        "Two stages: a CTC warm-up without the LLM (projector outputs scored by scaled cosine against",
+        "SmolLM2's token embeddings, the space token as blank, a pull of output length toward embedding",
+        "length), then next-token loss through the frozen LLM with the CTC loss kept at weight 0.5.",
     ]
     for run in runs:
         summary = summarize_run(run)

@@ -129,6 +129,7 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
     model.eval()
     losses, refs, hyps, ctc_hyps = [], [], [], []
     blank = ctc_blank_id(processor, cfg)
+    model.config.ctc_blank_id = blank  # saved with every checkpoint: joint CTC decoding needs it
     k = model.config.downsample_rate
     for start in range(0, len(clips), 16):
         group = clips[start : start + 16]
