@@ -383,8 +383,13 @@ def read_recording(page, timeout: float = 30.0) -> bytes:
         sources = page.locator("#recorder audio[src^='blob:']").evaluate_all("(els) => els.map((el) => el.src)")
         for src in sources:
             try:  # the live input's blob is revoked once recording stops
-                return base64.b64decode(page.evaluate(READ_BLOB, src))
+                data = base64.b64decode(page.evaluate(READ_BLOB, src))
             except Error:
+                continue
+            try:
+                load_audio(data)
+                return data
+            except ValueError:  # a blob that is not (yet) a whole recording: look again
                 continue
         page.wait_for_timeout(200)
     raise AssertionError(f"no readable recording in the page after {timeout:.0f} s")
