@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 if __package__ in (None, ""):  # run as a script: the repo root goes first, so `eval` is this package, not this file
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
@@ -154,6 +156,7 @@ def run_metadata(args, provider, dataset) -> dict:
         "max_samples": args.max_samples,
         "batch_size": args.batch_size,
         "num_beams": provider.num_beams,
+        "generate": getattr(args, "generate", None) or None,
         "device": args.device,
         "cpu_threads": len(os.sched_getaffinity(0)),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
@@ -236,12 +239,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, help="default: runs/eval/<provider>_<dataset>_<time>")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compute-type", default="int8", help="faster-whisper: int8, float32, ...")
+    parser.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="tiny-audio: generation options over the model's own, e.g. ctc_weight=0.85 ctc_proposals=2")
     parser.add_argument("--compare", nargs="+", metavar="DIR", help="print one table over earlier runs' output folders")
     args = parser.parse_args(argv)
     if not args.compare and not args.dataset:
         parser.error("--dataset is required (or --compare DIR ...)")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.generate and args.provider != "tiny-audio":
+        parser.error("--generate is for --provider tiny-audio")
+    try:
+        args.generate = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.generate)}
+    except ValueError:
+        parser.error("--generate takes KEY=VALUE pairs")
     return args
 
 
@@ -250,7 +261,7 @@ def provider_options(args) -> dict:
         return {"api_key": args.api_key}
     if args.provider == "faster-whisper":
         return {"compute_type": args.compute_type, "device": args.device}
-    return {"device": args.device}
+    return {"device": args.device, "generate": args.generate}
 
 
 def main(argv=None) -> dict | None:

@@ -61,12 +61,15 @@ class TransformersASR:
 class TinyAudio(TransformersASR):
     name = "tiny-audio"
 
-    def __init__(self, model: str | None = None, num_beams: int | None = None, device: str = "cpu"):
+    def __init__(self, model: str | None = None, num_beams: int | None = None, device: str = "cpu",
+                 generate: dict | None = None):
         import tiny_audio
 
         super().__init__(model or tiny_audio.DEFAULT_MODEL, device=device, trust_remote_code=True)
-        if num_beams is not None:  # the tiny_audio pipeline takes generation options directly
-            self.call_kwargs = {"num_beams": num_beams}
+        # the tiny_audio pipeline takes generation options directly (ctc_weight=..., num_beams=...)
+        self.call_kwargs = dict(generate or {})
+        if num_beams is not None:
+            self.call_kwargs["num_beams"] = num_beams
         self.num_beams = num_beams or self.pipe.model.config.generation.get("num_beams")
 
 

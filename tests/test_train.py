@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,11 +54,26 @@ def overrides(tower_dir, dataset, **extra):
     return [f"{k}={v}" for k, v in values.items()]
 
 
-def run(args, out, env_extra=None, launcher=None, **kwargs):
+def run(args, out, env_extra=None, launcher=None, timeout: float = 600):
+    """train.py in its own process group: on a timeout the whole group dies (a launcher's workers
+    too, which a plain subprocess timeout would leave running) and the test fails with the log tail."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     cmd = (launcher or [sys.executable]) + [str(REPO / "train" / "train.py"), "--config", str(REPO / "train/configs/smoke.yaml"),
                                             "--output-dir", str(out)] + args
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"train.py ran past {timeout:.0f} s; stderr tail:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def read_log(out):
@@ -122,7 +138,7 @@ def test_sigterm_saves_then_exits(tower_dir, dataset, tmp_path):
 
 def test_ddp_two_processes(tower_dir, dataset, tmp_path):
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     result = run(overrides(tower_dir, dataset, max_steps=6, eval_every=1000, save_every=3), out, launcher=launcher)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "processes: 2 (" in result.stderr

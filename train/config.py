@@ -53,6 +53,7 @@ class TrainConfig:
     eval_samples: int = 64  # per eval set, first N in fixed order
     eval_num_beams: int = 1  # greedy during training: fast, and ranks checkpoints the same way
     eval_max_new_tokens: int = 64  # a runaway hypothesis costs time, not information
+    eval_ctc_weight: float = 0.0  # > 0: decode jointly with the CTC head, as the shipped model does (slower)
     samples_to_show: int = 3
 
 

@@ -147,7 +147,8 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
         encoded = (audio["encoder_frames"], frames) if "encoder_frames" in audio else model.encode(**audio)
         ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.project(*encoded), blank))
         prompt = processor.token_batch([math.ceil(int(n) / k) for n in frames])
-        tokens = model.generate(**prompt, **audio, num_beams=cfg.eval_num_beams, max_new_tokens=cfg.eval_max_new_tokens)
+        tokens = model.generate(**prompt, **audio, num_beams=cfg.eval_num_beams, max_new_tokens=cfg.eval_max_new_tokens,
+                                ctc_weight=cfg.eval_ctc_weight)
         refs += [c.text for c in group]
         hyps += processor.batch_decode(tokens)
     scores = wer(refs, hyps)
@@ -339,7 +340,9 @@ def run_evals(model, processor, eval_sets, collate, cfg, autocast, state, csv_lo
         result = evaluate(model, processor, clips, collate, cfg, autocast)
         csv_log.write(step=state["step"], eval_set=name, eval_loss=f"{result['loss']:.4f}", eval_wer=f"{result['wer']:.4f}",
                       eval_ctc_wer=f"{result['ctc_wer']:.4f}")
-        log.info(f"eval {name} @ {state['step']}: loss {result['loss']:.3f} WER {result['wer']:.3f} (CTC alone {result['ctc_wer']:.3f})")
+        decoding = f"joint, CTC weight {cfg.eval_ctc_weight}" if cfg.eval_ctc_weight else "LLM alone"
+        log.info(f"eval {name} @ {state['step']}: loss {result['loss']:.3f} WER {result['wer']:.3f} ({decoding}; "
+                 f"CTC alone {result['ctc_wer']:.3f})")
         for ref, hyp, ctc in result["samples"]:
             log.info(f"   ref: {ref}\n   hyp: {hyp}\n   ctc: {ctc}")
         if name == (cfg.select_on or next(iter(eval_sets))):
