@@ -240,7 +240,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compute-type", default="int8", help="faster-whisper: int8, float32, ...")
     parser.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="tiny-audio: generation options over the model's own, e.g. ctc_weight=0.85 ctc_proposals=2")
+                        help="tiny-audio: generation options over the model's own, e.g. ctc_weight=0.85 num_beams=4")
     parser.add_argument("--compare", nargs="+", metavar="DIR", help="print one table over earlier runs' output folders")
     args = parser.parse_args(argv)
     if not args.compare and not args.dataset:

@@ -17,13 +17,13 @@ def posteriors(frames: list[int], confidence: float = 0.9) -> torch.Tensor:
     return probs.log()
 
 
-def scorer_for(frames, weight=1.0, top_k=VOCAB, proposals=None):
+def scorer_for(frames, weight=1.0, top_k=VOCAB):
     lp = posteriors(frames)[None]  # 1, T, V
 
     def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
         return lp[clips].gather(2, candidates[:, None, :].expand(-1, lp.shape[1], -1)).transpose(1, 2)
 
-    return CTCPrefixScorer(token_log_probs, lp[:, :, BLANK], torch.tensor([len(frames)]), BLANK, EOS, weight, top_k, proposals)
+    return CTCPrefixScorer(token_log_probs, lp[:, :, BLANK], torch.tensor([len(frames)]), BLANK, EOS, weight, top_k)
 
 
 def decode(scorer, llm_scores=None, steps=8) -> list[int]:
@@ -61,25 +61,6 @@ def test_candidates_outside_the_llm_top_k_are_ruled_out():
     llm[0, [1, 2, 3]] = 2.0  # top-3 of the LLM: 1, 2, 3; the audio says 5
     out = scorer_for([5, BLANK], weight=0.5, top_k=3)(torch.zeros((1, 0), dtype=torch.long), llm)
     assert torch.isinf(out[0, 5]) and set(torch.isfinite(out[0]).nonzero().flatten().tolist()) == {1, 2, 3, EOS}
-
-
-def test_ctc_proposals_bring_in_a_word_the_llm_ranked_low():
-    llm = torch.zeros(1, VOCAB)
-    llm[0, [1, 2, 3]] = 2.0  # the LLM's top-3 miss the spoken 5 and 7
-    frames = [5, BLANK, 7, BLANK]
-    assert decode(scorer_for(frames, weight=0.85, top_k=3, proposals=[torch.tensor([5, 7])]), llm) == [5, 7]
-    assert decode(scorer_for(frames, weight=0.85, top_k=3), llm) != [5, 7]  # without proposals they cannot appear
-
-
-def test_generate_with_ctc_proposals_matches_one_by_one(tiny_config):
-    model, processor = build(tiny_config, generation={"max_new_tokens": 8, "num_beams": 1, "ctc_weight": 0.5,
-                                                      "ctc_proposals": 2})
-    model.config.ctc_blank_id = 3
-    clips = [tone(1.0), tone(2.0, freq=300.0)]
-    batched = model.generate(**processor(clips))
-    for i, clip in enumerate(clips):
-        alone = model.generate(**processor([clip]))
-        assert torch.equal(batched[i, : alone.shape[1]], alone[0])
 
 
 def test_generate_with_ctc_weight_matches_one_by_one(tiny_config):

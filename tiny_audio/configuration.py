@@ -12,7 +12,6 @@ GENERATION_DEFAULTS = {
     "length_penalty": 1.0,
     "repetition_penalty": 1.0,
     "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
-    "ctc_proposals": 0,  # ... and each frame's top-n CTC tokens join the LLM's top-k as candidates (0: LLM's only)
 }
 
 

@@ -22,11 +22,12 @@ NEG_INF = float("-inf")
 
 class CTCPrefixScorer(LogitsProcessor):
     def __init__(self, ctc_log_probs, blank_log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int,
-                 eos_token_id: int, weight: float, top_k: int = 8, proposals: list[torch.Tensor] | None = None):
+                 eos_token_id: int, weight: float, top_k: int = 8):
         """``ctc_log_probs(rows, candidates)`` -> (N, K, T) log-probs of candidate tokens per frame;
         ``blank_log_probs`` (N, T); ``lengths`` (N,) valid frames per row (rows = clips x beams).
-        ``proposals``: per clip, token ids scored at every step besides the LLM's top-k (the
-        tokens the CTC head itself hears), so the audio can bring in a word the LLM ranked low."""
+
+        Only the LLM's top-k are candidates. Adding the tokens the CTC head itself ranks first or
+        second at any frame made it worse (real speech, 60 prompts: 54.9% -> 56.3% WER)."""
         self.token_log_probs = ctc_log_probs
         self.blank = blank_log_probs.float()
         self.blank_id = blank_id
@@ -34,10 +35,6 @@ class CTCPrefixScorer(LogitsProcessor):
         self.eos = eos_token_id
         self.weight = weight
         self.top_k = top_k
-        width = max((len(p) for p in proposals), default=0) if proposals else 0
-        self.proposals = torch.full((len(lengths), width), -1, dtype=torch.long)  # -1: padding
-        for i, p in enumerate(proposals or []):
-            self.proposals[i, : len(p)] = p
         frames = self.blank.shape[1]
         self.valid = torch.arange(frames, device=self.blank.device) < self.lengths[:, None]  # N, T
         # The empty prefix: all blanks so far (r_b), nothing emitted (r_n), prefix score 0.
@@ -59,9 +56,6 @@ class CTCPrefixScorer(LogitsProcessor):
             return scores
         clip = torch.tensor([i // beams for i in known])
         candidates = llm[known].topk(self.top_k, dim=-1).indices  # n, K
-        if self.proposals.shape[1]:  # padding repeats the LLM's best: a duplicate scatters the same score
-            extra = self.proposals[clip]
-            candidates = torch.cat([candidates, torch.where(extra < 0, candidates[:, :1], extra)], dim=1)
         r_n = torch.stack([states[i][0] for i in known])  # n, T
         r_b = torch.stack([states[i][1] for i in known])
         psi = torch.tensor([states[i][2] for i in known])

@@ -291,11 +291,8 @@ class ASRModel(PreTrainedModel):
             out.append(ids)
         return out
 
-    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int, proposals: int = 0) -> CTCPrefixScorer:
-        """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py).
-
-        ``proposals`` > 0: the tokens among each valid frame's ``proposals`` best CTC tokens are
-        candidates too, so a word the audio holds can win where the LLM did not rank it in its top-k."""
+    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int) -> CTCPrefixScorer:
+        """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
         norm = torch.stack([torch.logsumexp(q @ keys.T, dim=-1) for q in queries])  # B, T
@@ -304,14 +301,7 @@ class ASRModel(PreTrainedModel):
         def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
             return torch.einsum("ntd,nkd->nkt", queries[clips], keys[candidates]) - norm[clips][:, None, :]
 
-        proposed = None
-        if proposals:
-            proposed = []
-            for q, length in zip(queries, audio_lengths.tolist()):
-                best = (q[:length] @ keys.T).topk(proposals, dim=-1).indices.unique()
-                proposed.append(best[best != self.config.ctc_blank_id])
-        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight,
-                               proposals=proposed)
+        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight)
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -324,7 +314,6 @@ class ASRModel(PreTrainedModel):
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
         ctc_weight = generate_kwargs.pop("ctc_weight")
-        proposals = generate_kwargs.pop("ctc_proposals")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -343,8 +332,7 @@ class ASRModel(PreTrainedModel):
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
         if ctc_weight and self.config.ctc_blank_id is not None:
             eos = generate_kwargs["eos_token_id"]
-            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
-                                            proposals)
+            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
