@@ -84,22 +84,26 @@ def main():
         "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top-8",
         "next tokens are re-scored with the CTC prefix probability read off the projector outputs against",
         "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
-        "Two stages: a CTC warm-up without the LLM (projector outputs scored by scaled cosine against",
-        "SmolLM2's token embeddings, the space token as blank, a pull of output length toward embedding",
-        "length), then next-token loss through the frozen LLM with the CTC loss kept at weight 0.5.",
+        "Runs in order, each starting from the one before: CTC stages train without the LLM (lm_weight 0;",
+        "projector outputs scored by scaled cosine against SmolLM2's token embeddings, the space token as",
+        "blank, a pull of output length toward embedding length), LLM stages add the next-token loss",
+        "through the frozen LLM with the CTC loss kept beside it.",
     ]
     for run in runs:
         summary = summarize_run(run)
         cfg = json.loads((run / "train_config.json").read_text())
-        lines.append(f"- `{run.name}`: {summary['steps']} steps, {summary['samples']} samples "
+        start = f" from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`" if cfg.get("init_from") else ""
+        lines.append(f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
                      f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
                      f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
                      f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
     selection = checkpoint / "selection.json"
     if selection.exists():
         chosen = json.loads(selection.read_text())
+        how = {"wer": "transcript WER", "ctc_wer": "CTC-alone WER"}.get(chosen.get("metric"), "WER")
         lines.append(f"- Checkpoint selected on `{chosen['eval_set']}` (real speech): step {chosen['step']}, "
-                     f"greedy WER {chosen['wer']:.3f} on the selection subset.")
+                     f"{how} {chosen['wer']:.3f} on the selection subset"
+                     + (f" (joint decoding, CTC weight {chosen['ctc_weight']})." if chosen.get("ctc_weight") else "."))
     if args.corpus and (Path(args.corpus) / "corpus.md").exists():
         lines += ["", "## Data (synthetic speech only)", "",
                   "Offline TTS (Piper joe, flite slt/kal16/rms/awb, espeak-ng dialects and variants) with sox",

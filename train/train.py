@@ -353,7 +353,7 @@ def run_evals(model, processor, eval_sets, collate, cfg, autocast, state, csv_lo
                 model.save_pretrained(out / "best")
                 (out / "best" / "selection.json").write_text(json.dumps(
                     {"eval_set": name, "metric": cfg.select_metric, "step": state["step"], "wer": score,
-                     "samples_seen": state["samples"]}))
+                     "samples_seen": state["samples"], "ctc_weight": cfg.eval_ctc_weight}))
     plot_run(out)
 
 

@@ -24,7 +24,10 @@ class CTCPrefixScorer(LogitsProcessor):
     def __init__(self, ctc_log_probs, blank_log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int,
                  eos_token_id: int, weight: float, top_k: int = 8):
         """``ctc_log_probs(rows, candidates)`` -> (N, K, T) log-probs of candidate tokens per frame;
-        ``blank_log_probs`` (N, T); ``lengths`` (N,) valid frames per row (rows = clips x beams)."""
+        ``blank_log_probs`` (N, T); ``lengths`` (N,) valid frames per row (rows = clips x beams).
+
+        Only the LLM's top-k are candidates. Adding the tokens the CTC head itself ranks first or
+        second at any frame made it worse (real speech, 60 prompts: 54.9% -> 56.3% WER)."""
         self.token_log_probs = ctc_log_probs
         self.blank = blank_log_probs.float()
         self.blank_id = blank_id

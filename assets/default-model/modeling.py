@@ -1,5 +1,6 @@
 """ASRModel: frozen audio encoder -> trainable AudioProjector -> frozen causal LM."""
 
+import functools
 import math
 
 import torch
@@ -168,14 +169,18 @@ class ASRModel(PreTrainedModel):
         valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
         return embeds.masked_scatter(audio_mask.unsqueeze(-1), audio_embeds[valid].to(embeds.dtype))
 
-    def embed(self, input_ids, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
-        """Prompt embeddings with audio inserted. Pass raw features, or cached encoder frames."""
+    def audio_embeddings(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
+        """Projector outputs and their counts. Pass raw features, or cached encoder frames."""
         if encoder_frames is None:
             if input_features is None:
                 raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
             encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
-        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
-        return self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
+        return self.project(encoder_frames, frame_lengths)
+
+    def embed(self, input_ids, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
+        """Prompt embeddings with audio inserted. Pass raw features, or cached encoder frames."""
+        audio = self.audio_embeddings(input_features, feature_lengths, encoder_frames, frame_lengths)
+        return self.merge_embeddings(input_ids, *audio)
 
 
     # --- training ---------------------------------------------------------------------
@@ -190,11 +195,7 @@ class ASRModel(PreTrainedModel):
         carries, so it aligns without waiting for the LLM to learn to look at the audio.
         ``lm_weight=0`` trains on CTC alone and skips the LLM entirely (several times faster).
         """
-        if encoder_frames is None:
-            if input_features is None:
-                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
-            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
-        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
+        audio_embeds, audio_lengths = self.audio_embeddings(input_features, feature_lengths, encoder_frames, frame_lengths)
         if labels is None:
             embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
             return self.decoder(inputs_embeds=embeds, attention_mask=attention_mask)
@@ -216,15 +217,22 @@ class ASRModel(PreTrainedModel):
         detach = lambda t: None if t is None else t.detach()  # noqa: E731
         return ModelOutput(loss=loss, lm_loss=detach(lm_loss), ctc_loss=detach(ctc_loss))
 
-    def ctc_logits(self, audio_embeds: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """Scores of projector outputs (B, T, D) against token embeddings (V, D): scaled cosine.
+    @staticmethod
+    def ctc_operands(audio_embeds: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC head's two sides: scaled unit projector outputs and unit token embeddings, so
+        that ``queries @ keys.T`` are the logits (the training loss and joint decoding share this).
 
         Cosine, not a dot product: a dot product rewards ever longer outputs (they sharpen the
         softmax), and the first CTC run ended with outputs 8x longer than any token embedding
         and only 0.28 cosine to their best token, which the LLM could not read as words.
         """
-        directions = nn.functional.normalize(audio_embeds.float(), dim=-1)
-        return CTC_SCALE * directions @ nn.functional.normalize(table.float(), dim=-1).T
+        queries = CTC_SCALE * nn.functional.normalize(audio_embeds.float(), dim=-1)
+        return queries, nn.functional.normalize(table.float(), dim=-1)
+
+    def ctc_logits(self, audio_embeds: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores of projector outputs (B, T, D) against token embeddings (V, D): scaled cosine."""
+        queries, keys = self.ctc_operands(audio_embeds, table)
+        return queries @ keys.T
 
     def ctc_loss(self, audio_embeds, audio_lengths, labels, vocab_sample: int = 0, blank: int | None = None) -> torch.Tensor:
         """CTC of projector outputs scored against the frozen token embeddings, plus a pull of their
@@ -260,9 +268,13 @@ class ASRModel(PreTrainedModel):
             blank=blank, reduction="mean", zero_infinity=True,
         )
         valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
-        typical = self.decoder.get_input_embeddings().weight.float().norm(dim=-1).mean()
-        length = audio_embeds[valid].float().norm(dim=-1) / typical
+        length = audio_embeds[valid].float().norm(dim=-1) / self.typical_embedding_norm
         return ctc + NORM_WEIGHT * (length - 1).pow(2).mean()
+
+    @functools.cached_property
+    def typical_embedding_norm(self) -> float:
+        """Mean length of the (frozen) token embeddings: computed once, not every training step."""
+        return self.decoder.get_input_embeddings().weight.float().norm(dim=-1).mean().item()
 
     @torch.no_grad()
     def ctc_greedy(self, audio_embeds, audio_lengths, blank: int) -> list[list[int]]:
@@ -281,14 +293,13 @@ class ASRModel(PreTrainedModel):
 
     def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int) -> CTCPrefixScorer:
         """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
-        table = nn.functional.normalize(self.decoder.get_input_embeddings().weight.float(), dim=-1)
-        directions = nn.functional.normalize(audio_embeds.float(), dim=-1)  # B, T, D
+        queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
-        norm = torch.stack([torch.logsumexp(CTC_SCALE * d @ table.T, dim=-1) for d in directions])  # B, T
-        blank = CTC_SCALE * directions @ table[self.config.ctc_blank_id] - norm
+        norm = torch.stack([torch.logsumexp(q @ keys.T, dim=-1) for q in queries])  # B, T
+        blank = queries @ keys[self.config.ctc_blank_id] - norm
 
         def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
-            return CTC_SCALE * torch.einsum("ntd,nkd->nkt", directions[clips], table[candidates]) - norm[clips][:, None, :]
+            return torch.einsum("ntd,nkd->nkt", queries[clips], keys[candidates]) - norm[clips][:, None, :]
 
         return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight)
 
@@ -297,9 +308,7 @@ class ASRModel(PreTrainedModel):
     def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
                  encoder_frames=None, frame_lengths=None, **generate_kwargs):
         """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
-        if encoder_frames is None:
-            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
-        audio_embeds, audio_lengths = self.project(encoder_frames, frame_lengths)
+        audio_embeds, audio_lengths = self.audio_embeddings(input_features, feature_lengths, encoder_frames, frame_lengths)
         embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
