@@ -1,10 +1,6 @@
 """train/make_corpus.py's job list: seeded, voice- and sentence-disjoint splits, round 2 leaves round 1 alone."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
-import make_corpus  # noqa: E402
+from train import make_corpus
 
 CLIPS = make_corpus.ROUND_2 + 2000
 

@@ -26,8 +26,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from texts import load_sentences  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: train/ as a package, as train.py does
+from train.texts import load_sentences  # noqa: E402
 
 RATE = 16000
 # Voices per split. espeak variants scored <= 10% WER for Whisper tiny.en (shared/DATA.md).
