@@ -329,6 +329,12 @@ def main(argv=None):
         plot_run(out)
         log.info(f"done at step {state['step']}: {state['samples']} samples, {state['audio_seconds'] / 3600:.2f} audio-h, "
                  f"{state['elapsed_s'] / 60:.1f} min; skipped clips: {state['skipped']}")
+    # Every rank waits here, and the DDP wrapper (its Reducer holds the process group) goes while all
+    # are alive: a rank that finished first and exited left the other hung for good at exit, in
+    # ProcessGroupGloo's destructor (seen in CI: py-spy showed ~Reducer -> ~ProcessGroupGloo -> join).
+    accelerator.wait_for_everyone()
+    del model, optimizer
+    accelerator.free_memory()
     accelerator.end_training()
 
 
