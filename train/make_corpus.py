@@ -271,6 +271,11 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     return table
 
 
+def finished_clips(out: Path) -> list[dict]:
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("audio/*/*.json"))]
+    return [r for r in records if "error" not in r]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.expanduser("~/.cache/tiny_audio/corpus"))
@@ -278,21 +283,22 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engines", default="espeak,flite,piper,kokoro,festival", help="comma list; others are skipped")
+    parser.add_argument("--start", type=int, default=0, help="skip the jobs before this index (e.g. 20000: round 2 first)")
     parser.add_argument("--manifests-only", action="store_true", help="write manifests of the clips finished so far and exit")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.manifests_only:  # e.g. to train on a corpus that is still being built
-        records = [json.loads(p.read_text()) for p in sorted(out.glob("audio/*/*.json"))]
-        print(write_manifests(out, [r for r in records if "error" not in r]))
+        print(write_manifests(out, finished_clips(out)))
         return
     engines = set(args.engines.split(","))
-    jobs = [j for j in make_jobs(args.seed, args.clips) if j["engine"] in engines]
-    records, failed = [], []
+    jobs = [j for j in make_jobs(args.seed, args.clips)[args.start :] if j["engine"] in engines]
+    failed = []
     with Pool(args.workers) as pool:
         for result in tqdm(pool.imap(run_job, [(j, str(out)) for j in jobs], chunksize=8), total=len(jobs), desc="synthesizing"):
-            (failed if "error" in result else records).append(result)
-    print(write_manifests(out, records))
+            if "error" in result:
+                failed.append(result)
+    print(write_manifests(out, finished_clips(out)))  # every clip on disk, this run's and earlier ones'
     if failed:
         print(f"{len(failed)} clips failed, e.g. {failed[0]}")
 
