@@ -47,20 +47,23 @@ def main():
     checkpoint = Path(args.checkpoint)
     runs = [Path(r) for r in (args.runs or [checkpoint.parent])]
 
-    TARGET.mkdir(parents=True, exist_ok=True)
-    for item in TARGET.iterdir():
-        if item.is_file():
-            item.unlink()
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))
     for item in args.set:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
         if key.startswith("generation."):
             model.config.generation[key.split(".", 1)[1]] = yaml.safe_load(value)
         elif hasattr(model.config, key):
             setattr(model.config, key, yaml.safe_load(value))
         else:
             raise SystemExit(f"unknown config key {key!r}")
+    # Only now, with the checkpoint loaded and the overrides checked, is the shipped folder replaced.
+    TARGET.mkdir(parents=True, exist_ok=True)
+    for item in TARGET.iterdir():
+        if item.is_file():
+            item.unlink()
     model.save_pretrained(TARGET)
     # Projector weights in bf16 halve the file (10 MB); the model loads them into fp32 parameters.
     weights = load_file(str(TARGET / "model.safetensors"))
