@@ -31,3 +31,25 @@ def test_round_two_adds_voices_without_changing_round_one():
         parts = [p.split("*") for p in blend.split("+")]
         assert {name for name, _ in parts} <= set(make_corpus.KOKORO_VOICES)
         assert abs(sum(float(w) for _, w in parts) - 1) < 0.02
+
+
+def test_round_three_is_short_phrases_from_the_splits_own_sentences():
+    jobs = make_corpus.make_jobs(0, make_corpus.ROUND_3 + 600)
+    short = jobs[make_corpus.ROUND_3 :]
+    texts = {}
+    for j in short:
+        words = j["text"].rstrip(".").split()
+        assert 1 <= len(words) <= 3 and j["text"][0].isupper(), j["text"]
+        if len(words) == 1:
+            assert words[0].lower() not in make_corpus.FUNCTION_WORDS
+        texts.setdefault(j["split"], set()).add(j["text"])
+    assert set(texts) == {"train", "dev", "test"}
+    for a, b in [("train", "dev"), ("train", "test"), ("dev", "test")]:
+        assert not texts[a] & texts[b], (a, b)
+    words_of = {}  # split -> its sentences' words, lowercased, sentences apart: " a b | c d e | ..."
+    for sentence in make_corpus.load_sentences(0):
+        words = make_corpus.re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", sentence.lower())
+        words_of.setdefault(make_corpus.sentence_split(sentence), []).append(" ".join(words))
+    words_of = {split: " " + " | ".join(rows) + " " for split, rows in words_of.items()}
+    for j in short:  # consecutive words of one sentence of the same split
+        assert f" {j['text'].rstrip('.').lower()} " in words_of[j["split"]], j
