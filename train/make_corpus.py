@@ -2,7 +2,7 @@
 
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 20000 [--workers 2] [--engines espeak,flite,piper]
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 30000   # + round 2: Kokoro and festival voices
-    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 34000   # + round 3: short utterances (1-3 words)
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 33000   # + round 3: short utterances (1-3 words)
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
