@@ -25,11 +25,12 @@ if __package__ in (None, ""):  # run as a script: the repo root goes first, so `
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from eval.data import HUB_SETS, Sample, open_dataset
-from eval.metrics import normalize, rtfx, wer
+from eval.metrics import frequent_errors, normalize, rtfx, wer, wer_by_duration
 from eval.providers import PROVIDERS, ClipErrors, make_provider
 
 ROOT = Path(__file__).resolve().parent.parent
 WORST = 10  # utterances listed in summary.md
+TOP_ERRORS = 15  # most frequent word errors listed in summary.md
 
 
 def batches(samples, size: int):
@@ -191,6 +192,14 @@ def markdown_summary(summary: dict, predictions: list[dict], worst: int = WORST)
     for p in ranked[:worst]:
         errors = p["substitutions"] + p["insertions"] + p["deletions"]
         lines.append(f"| {_cell(p['id'])} | {errors} | {p['wer']:.0%} | {_cell(p['reference_normalized'])} | {_cell(p['hypothesis_normalized'])} |")
+    lines += ["", "## WER by clip length", "", "| seconds | clips | words | errors | WER |", "|---|---|---|---|---|"]
+    for band in wer_by_duration(predictions):
+        span = f"{band['low']:g}-{band['high']:g}" if band["high"] != float("inf") else f">= {band['low']:g}"
+        rate = "–" if band["wer"] is None else f"{band['wer']:.1%}"
+        lines.append(f"| {span} | {band['clips']} | {band['words']} | {band['errors']} | {rate} |")
+    pairs = [(p["reference"], p["hypothesis"]) for p in predictions]
+    lines += ["", "## Most frequent word errors", "", "| error | reference | hypothesis | count |", "|---|---|---|---|"]
+    lines += [f"| {op} | {_cell(r or '')} | {_cell(h or '')} | {n} |" for op, r, h, n in frequent_errors(pairs, TOP_ERRORS)]
     if s["skipped"]:
         lines += ["", f"## Skipped ({len(s['skipped'])})", ""]
         lines += [f"- `{item['id']}` ({item['audio']}): {item['reason']}" for item in s["skipped"]]

@@ -9,6 +9,7 @@ use, so training code can import ``normalize`` without pulling in the evaluation
 """
 
 import functools
+from collections import Counter
 
 OPS = ("equal", "substitute", "insert", "delete")  # the alignment operations, as jiwer names them
 
@@ -94,6 +95,30 @@ def align(ref: str, hyp: str, normalized: bool = True) -> list[tuple[str, str | 
         else:  # equal / substitute: spans of the same length
             pairs += [(chunk.type, r, h) for r, h in zip(ref_span, hyp_span)]
     return pairs
+
+
+def wer_by_duration(predictions: list[dict], edges: tuple[float, ...] = (1.5, 3.0, 6.0)) -> list[dict]:
+    """Corpus WER per band of clip length, from eval predictions (``audio_seconds`` and word counts).
+
+    Short clips fail differently (a single misheard word is 100%), so one overall figure hides
+    where a model breaks; bands are [0, e1), [e1, e2), ..., [e_last, inf) seconds.
+    """
+    bounds = [0.0, *edges, float("inf")]
+    rows = []
+    for low, high in zip(bounds, bounds[1:]):
+        band = [p for p in predictions if low <= p["audio_seconds"] < high]
+        errors = sum(p["substitutions"] + p["insertions"] + p["deletions"] for p in band)
+        words = sum(p["hits"] + p["substitutions"] + p["deletions"] for p in band)
+        rows.append({"low": low, "high": high, "clips": len(band), "words": words, "errors": errors,
+                     "wer": _rate(errors, words) if band else None})
+    return rows
+
+
+def frequent_errors(pairs: list[tuple[str, str]], top: int = 10) -> list[tuple[str, str | None, str | None, int]]:
+    """The most frequent word errors over (reference, hypothesis) pairs: (op, ref_word, hyp_word, count),
+    after normalization, as ``align`` reports them ("substitute", "insert" or "delete")."""
+    counts = Counter(op_words for ref, hyp in pairs for op_words in align(ref, hyp) if op_words[0] != "equal")
+    return [(op, r, h, n) for (op, r, h), n in counts.most_common(top)]
 
 
 def rtfx(audio_seconds: float, compute_seconds: float) -> float:

@@ -14,7 +14,7 @@ import soundfile as sf
 from conftest import tone
 from eval import bench, eval as evaluation, make_asterisk_manifest
 from eval.data import HUB_SETS, open_dataset, stream_hub
-from eval.metrics import align, normalize, rtfx, wer
+from eval.metrics import align, frequent_errors, normalize, rtfx, wer, wer_by_duration
 from eval.providers import AssemblyAI, AssemblyAIError, ClipErrors, make_provider
 from tiny_audio import ASRModel, load_audio
 
@@ -88,6 +88,33 @@ def test_align_lists_each_word_operation():
     assert align("hello world", "hello big world") == [("equal", "hello", "hello"), ("insert", None, "big"), ("equal", "world", "world")]
     assert align("Hello", "hello", normalized=False) == [("substitute", "Hello", "hello")]
     assert align("", "") == []
+
+
+def test_wer_by_duration_scores_each_band_on_its_own():
+    def prediction(seconds, ref, hyp):
+        return {"audio_seconds": seconds, **wer(ref, hyp)}
+
+    predictions = [
+        prediction(0.8, "goodbye", "good bye"),  # 1 sub + 1 ins over 1 word
+        prediction(1.2, "thank you", "thank you"),
+        prediction(2.0, "please hold the line", "please hold line"),  # 1 del over 4 words
+        prediction(9.0, "we are open from eight until late", "we are open from eight until late"),
+    ]
+    bands = wer_by_duration(predictions, edges=(1.5, 3.0))
+    assert [(b["low"], b["high"], b["clips"], b["words"], b["errors"]) for b in bands] == [
+        (0.0, 1.5, 2, 3, 2), (1.5, 3.0, 1, 4, 1), (3.0, float("inf"), 1, 7, 0)]
+    assert bands[0]["wer"] == pytest.approx(2 / 3) and bands[1]["wer"] == 0.25 and bands[2]["wer"] == 0.0
+    assert wer_by_duration(predictions, edges=(100.0,))[1] == {"low": 100.0, "high": float("inf"), "clips": 0, "words": 0,
+                                                               "errors": 0, "wer": None}
+
+
+def test_frequent_errors_counts_each_confusion_across_utterances():
+    pairs = [("Press the pound key.", "press the pond key"), ("Enter the pound key", "enter the pond key"),
+             ("Please hold the line", "please hold line"), ("Goodbye.", "goodbye now")]
+    assert frequent_errors(pairs) == [("substitute", "pound", "pond", 2), ("delete", "the", None, 1),
+                                      ("insert", None, "now", 1)]
+    assert frequent_errors(pairs, top=1) == [("substitute", "pound", "pond", 2)]
+    assert frequent_errors([("same words", "Same words.")]) == []
 
 
 def test_rtfx():
@@ -177,6 +204,9 @@ def test_tiny_audio_run_writes_the_files(tiny_run, tiny_checkpoint, manifest):
     assert predictions[0]["reference_normalized"] == "the quick brown fox jumps over the lazy dog"
     markdown = (out / "summary.md").read_text()
     assert "Worst 2 utterances" in markdown and "Skipped (2)" in markdown and "bad-one" in markdown
+    assert "## WER by clip length" in markdown and "## Most frequent word errors" in markdown
+    band_rows = markdown.split("## WER by clip length")[1].split("##")[0].strip().splitlines()[2:]
+    assert sum(int(row.split("|")[2]) for row in band_rows) == 2  # both transcribed clips, each in one band
 
 
 def test_compare_prints_one_table(tiny_run, tmp_path, capsys):
