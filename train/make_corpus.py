@@ -3,6 +3,7 @@
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 20000 [--workers 2] [--engines espeak,flite,piper]
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 30000   # + round 2: Kokoro and festival voices
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 33000   # + round 3: short utterances (1-3 words)
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 48000   # + round 4: broad-vocabulary prose
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
@@ -29,7 +30,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: train/ as a package, as train.py does
-from train.texts import load_sentences  # noqa: E402
+from train.texts import load_broad_sentences, load_sentences  # noqa: E402
 
 RATE = 16000
 # Voices per split. espeak variants scored <= 10% WER for Whisper tiny.en (shared/DATA.md).
@@ -60,6 +61,16 @@ VOICES_2 = {
 ROUND_3 = 30000
 FUNCTION_WORDS = set("the and that was for with his her are but not this have from they which you its has had "
                      "were been their them she him our all who what when there than then into".split())
+# Round 4 (jobs from ROUND_4 on): encyclopedic, news and conversational prose (train/texts.py,
+# load_broad_sentences) for the everyday words the other texts lack. Kokoro is left out here: at about
+# real time per core it would take most of the round's CPU; the classic voices run 50-500x real time.
+ROUND_4 = 33000
+VOICES_4 = {
+    "train": [("festival", "cmu_us_slt_arctic_hts", 0.25), ("festival", "kal_diphone", 0.1), ("flite", "slt", 0.15),
+              ("flite", "kal16", 0.1), ("piper", "joe", 0.1)] + [("espeak", v, 0.30 / len(ESPEAK_TRAIN)) for v in ESPEAK_TRAIN],
+    "dev": VOICES["dev"],
+    "test": VOICES["test"],
+}
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -73,16 +84,23 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
     by_split = defaultdict(list)
     for s in load_sentences(seed):
         by_split[sentence_split(s)].append(s)
+    broad = defaultdict(list)  # round 4's texts, loaded only when the list reaches it
+    if clips > ROUND_4:
+        for s in load_broad_sentences():
+            broad[sentence_split(s)].append(s)
     jobs = []
     for i in range(clips):
         split = "dev" if i % 50 == 1 else "test" if i % 50 == 2 else "train"
         pool = by_split[split]
-        if i >= ROUND_3:
+        if i >= ROUND_4:
+            n = rng.choices([1, 2], weights=[0.8, 0.2])[0]  # prose sentences are long already
+            text = " ".join(rng.choice(broad[split]) for _ in range(n))
+        elif i >= ROUND_3:
             text = short_phrase(rng, pool, split)
         else:
             n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
             text = " ".join(rng.choice(pool) for _ in range(n))
-        table = (VOICES if i < ROUND_2 else VOICES_2)[split]  # round 3 keeps round 2's voices
+        table = (VOICES if i < ROUND_2 else VOICES_4 if i >= ROUND_4 else VOICES_2)[split]  # round 3 keeps round 2's voices
         engine, voice, _ = rng.choices(table, weights=[w for *_, w in table])[0]
         rate, pitch, seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
         if voice == "blend":  # from the job's own seed: the main sequence is untouched

@@ -1,14 +1,23 @@
-"""Training sentences from offline sources: Debian fortunes and WordNet examples, plus templated numbers/dates/commands.
+"""Training sentences from offline sources: Debian fortunes and WordNet examples, plus templated numbers/dates/commands
+(``load_sentences``), and broad-vocabulary prose from pinned PyPI wheels (``load_broad_sentences``).
 
 Every target is natural cased, punctuated text with numbers written as spoken words, so
 what the TTS voice says and the label agree (num2words verbalizes digits before synthesis).
 Licences: fortunes (BSD / mixed, Debian `fortunes*`), WordNet 3.0 licence (`wordnet-base`),
-templates our own.
+templates our own; Wikipedia sample (CC BY-SA) and Lee news corpus (research use) from gensim's
+test data, conversations from chatterbot-corpus (BSD-3).
 """
 
+import bz2
 import glob
+import hashlib
+import html
 import random
 import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 from num2words import num2words
 
@@ -101,3 +110,93 @@ def load_sentences(seed: int = 0, templated_count: int = 8000) -> list[str]:
     sentences = sorted(pool)
     rng.shuffle(sentences)
     return sentences
+
+
+# --- broad vocabulary: prose from pinned wheels -------------------------------------------------
+# Fortunes, WordNet and templates cover few everyday words: 21% of the tokens in the real dev
+# prompts occur fewer than 5 times in those texts (" currently", " caller", " audio", " folder",
+# " directory" not once), and a CTC head cannot learn a token it never hears. Encyclopedic, news
+# and conversational prose raises that coverage from 78.5% to 88.0% of tokens seen 5+ times.
+GENSIM = "gensim==4.4.0"  # only its test data is read; the wheel is platform-specific, so its members are pinned
+GENSIM_NEWS = ("gensim/test/test_data/lee_background.cor",
+               "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb")
+GENSIM_WIKI = ("gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+               "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d")
+CHATTERBOT = "chatterbot-corpus==1.3.3"
+CHATTERBOT_SHA256 = "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154"  # the whole (pure-Python) wheel
+
+
+def fetch_wheel(spec: str) -> Path:
+    """pip download --no-deps of one pinned wheel into the cache (once); its path."""
+    from tiny_audio.weights import cache_dir
+
+    folder = cache_dir() / "texts"
+    package, version = spec.split("==")
+    pattern = f"{package.replace('-', '_')}-{version}-*.whl"
+    if not list(folder.glob(pattern)):
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), spec]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise RuntimeError(f"pip download {spec} left no wheel in {folder}")
+    return found[0]
+
+
+def wheel_member(wheel: Path, member: str, sha256: str) -> bytes:
+    data = zipfile.ZipFile(wheel).read(member)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"sha256 mismatch for {member} in {wheel.name}")
+    return data
+
+
+def verbalize(text: str) -> str:
+    """Digits as the words a voice says: years as years ("nineteen sixteen"), other numbers plainly."""
+    text = re.sub(r"\b(1[5-9]\d\d|20[0-2]\d)\b", lambda m: num2words(int(m.group()), to="year"), text)
+    return re.sub(r"\b\d{1,6}\b", lambda m: num2words(int(m.group())), text)
+
+
+def split_sentences(text: str) -> list[str]:
+    return re.split(r"(?<=[.?!])\s+(?=[A-Z])", text.strip())
+
+
+def wiki_plain_text(xml: str) -> list[str]:
+    """Paragraphs of article text from a MediaWiki XML dump: links kept as their words; templates,
+    references, tables, files, headings and lists dropped."""
+    paragraphs = []
+    for body in re.findall(r"<text[^>]*>(.*?)</text>", xml, flags=re.S):
+        text = html.unescape(body)
+        text = re.sub(r"<ref[^>]*/>|<ref.*?</ref>|<!--.*?-->", "", text, flags=re.S)  # refs sit before punctuation
+        for _ in range(3):  # templates nest
+            text = re.sub(r"\{\{[^{}]*\}\}|\{\|[^{}]*?\|\}", " ", text, flags=re.S)
+        text = re.sub(r"\[\[(?:File|Image|Category):[^\]]*\]\]", " ", text)
+        text = re.sub(r"\[\[(?:[^\]|]*\|)?([^\]|]*)\]\]", r"\1", text)  # [[target|words]] -> words
+        text = re.sub(r"\[https?://\S+ ([^\]]*)\]|'{2,3}|<[^>]+>", lambda m: m.group(1) or "", text)
+        paragraphs += [re.sub(r" {2,}", " ", p.strip()) for p in text.split("\n") if p.strip() and p.strip()[0] not in "=*#:;|!{"]
+    return paragraphs
+
+
+def load_broad_sentences() -> list[str]:
+    """Wikipedia sample + Lee news (gensim's test data) + chatterbot conversations, cleaned as above; sorted."""
+    import yaml
+
+    from tiny_audio.weights import sha256_file
+
+    gensim = fetch_wheel(GENSIM)
+    news = wheel_member(gensim, *GENSIM_NEWS).decode("utf-8", errors="ignore").splitlines()
+    wiki = wiki_plain_text(bz2.decompress(wheel_member(gensim, *GENSIM_WIKI)).decode("utf-8"))
+    chat_wheel = fetch_wheel(CHATTERBOT)
+    if sha256_file(chat_wheel) != CHATTERBOT_SHA256:
+        raise RuntimeError(f"sha256 mismatch for {chat_wheel.name}")
+    chat = []
+    with zipfile.ZipFile(chat_wheel) as z:
+        for name in sorted(n for n in z.namelist() if n.startswith("chatterbot_corpus/data/english/") and n.endswith(".yml")):
+            for conversation in (yaml.safe_load(z.read(name)) or {}).get("conversations", []):
+                chat += [turn for turn in conversation if isinstance(turn, str)]
+    out = set()
+    for paragraph, min_words in [(p, 4) for p in news + wiki] + [(t, 2) for t in chat]:
+        for sentence in split_sentences(paragraph):
+            if re.search(r"\s[.,;:?!]|\(\s*\)", sentence):
+                continue  # a word removed with its markup ("with  produced annually .")
+            if cleaned := clean(verbalize(sentence), min_words=min_words):
+                out.add(cleaned)
+    return sorted(out)
