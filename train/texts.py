@@ -113,7 +113,7 @@ def load_sentences(seed: int = 0, templated_count: int = 8000) -> list[str]:
 
 
 # --- broad vocabulary: prose from pinned wheels -------------------------------------------------
-# Fortunes, WordNet and templates cover few everyday words: 21% of the tokens in the real dev
+# Fortunes, WordNet and templates cover few everyday words: 21% of the (non-digit) tokens in the real dev
 # prompts occur fewer than 5 times in those texts (" currently", " caller", " audio", " folder",
 # " directory" not once), and a CTC head cannot learn a token it never hears. Encyclopedic, news
 # and conversational prose raises that coverage from 78.5% to 88.0% of tokens seen 5+ times.
