@@ -161,3 +161,12 @@ def test_frame_masking_is_seeded_and_masks_only_spans():
     assert 0 < zeroed < 0.9
     narrow = torch.ones(1, 20, 8)  # fewer channels than the widest band: bands are capped, no error
     assert mask_frames(narrow, torch.tensor([20]), torch.Generator().manual_seed(0)).shape == narrow.shape
+
+
+def test_eval_points_between_logged_steps_get_interpolated_samples():
+    from train.plots import samples_at
+
+    train = [{"step": "10", "samples": "300"}, {"step": "20", "samples": "700"}]
+    assert samples_at([10, 15, 20], train) == [300.0, 500.0, 700.0]  # eval_every=15, log_every=10
+    assert samples_at([5], train) == [150.0]  # before the first logged row: from zero
+    assert samples_at([3], []) == [3.0]  # no training rows yet: the step itself

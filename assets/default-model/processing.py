@@ -123,7 +123,12 @@ class ASRProcessor:
         return self.prompt_before + [AUDIO_TOKEN_ID] * audio_tokens + self.prompt_after
 
     def target_ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        # A leading space, so the first word is the same token as anywhere else (" Please", not "Please"):
+        # the CTC head otherwise learns two tokens per word and joint decoding wrote both ("Please please
+        # try again", "Ext extension": 21 of 305 real prompts). Byte-level BPE (SmolLM2/3) keeps it as
+        # one token; the pipeline strips the transcript.
+        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]
+        return ids + [self.tokenizer.eos_token_id]
 
     def __call__(self, audio: list[np.ndarray], text: list[str] | None = None) -> BatchFeature:
         """Batch for generation (``text`` None: prompts left-padded) or training (labels, right-padded)."""
