@@ -82,3 +82,19 @@ def test_wiki_markup_becomes_plain_sentences():
     assert paragraphs == ["Anarchism is a philosophy born in 1840. It has 3 schools."]
     assert [verbalize(s) for s in split_sentences(paragraphs[0])] == [
         "Anarchism is a philosophy born in eighteen forty.", "It has three schools."]
+
+
+def test_round_five_adds_human_voices_and_keeps_test_voices_unseen():
+    """Round 5 is new speakers, not new texts: rms, ked and Kokoro blends read the earlier rounds' kinds of
+    text. Earlier jobs stay exactly as they were, and no test voice is ever a training voice."""
+    jobs = make_corpus.make_jobs(0, make_corpus.ROUND_5 + 400)
+    assert jobs[: make_corpus.ROUND_5] == make_corpus.make_jobs(0, make_corpus.ROUND_5)
+    later = jobs[make_corpus.ROUND_5 :]
+    train_voices = {(j["engine"], j["voice"] if j["engine"] != "kokoro" else "blend") for j in later if j["split"] == "train"}
+    assert train_voices == {("flite", "rms"), ("festival", "ked_diphone"), ("kokoro", "blend")}
+    every_train_voice = {(e, v) for table in (make_corpus.VOICES, make_corpus.VOICES_2, make_corpus.VOICES_4, make_corpus.VOICES_5)
+                         for e, v, _ in table["train"]}
+    assert not every_train_voice & {(e, v) for e, v, _ in make_corpus.VOICES_5["test"]}
+    for j in later:  # a whole sentence, a fragment or a prose sentence: each hashes to its job's split
+        assert make_corpus.sentence_split(j["text"]) == j["split"], j
+    assert {j["split"] for j in later} == {"train", "dev", "test"}

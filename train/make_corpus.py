@@ -71,6 +71,17 @@ VOICES_4 = {
     "dev": VOICES["dev"],
     "test": VOICES["test"],
 }
+# Round 5 (jobs from ROUND_5 on): more human source speakers again. A CTC run trained on the
+# classic voices scores 0.30 WER on its own training clips but 0.50 on unseen voices and on real
+# speech, and rounds 1-4 hold only three human speakers with hours of audio (slt, kal, joe).
+# New here: festival's ked diphone voice and flite's rms, which until now was a dev voice only (so
+# from this round on dev's rms half is no longer voice-disjoint; test stays unseen), and Kokoro blends.
+ROUND_5 = 48000
+VOICES_5 = {
+    "train": [("flite", "rms", 0.35), ("festival", "ked_diphone", 0.35), ("kokoro", "blend", 0.3)],
+    "dev": VOICES["dev"],
+    "test": VOICES["test"],
+}
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -92,7 +103,11 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
     for i in range(clips):
         split = "dev" if i % 50 == 1 else "test" if i % 50 == 2 else "train"
         pool = by_split[split]
-        if i >= ROUND_4:
+        if i >= ROUND_5:  # the texts of rounds 1, 3 and 4, for the new voices
+            kind = rng.choices(["sentence", "short", "broad"], weights=[0.6, 0.2, 0.2])[0]
+            text = (rng.choice(pool) if kind == "sentence" else short_phrase(rng, pool, split) if kind == "short"
+                    else rng.choice(broad[split]))
+        elif i >= ROUND_4:
             n = rng.choices([1, 2], weights=[0.8, 0.2])[0]  # prose sentences are long already
             text = " ".join(rng.choice(broad[split]) for _ in range(n))
         elif i >= ROUND_3:
@@ -100,7 +115,8 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
         else:
             n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
             text = " ".join(rng.choice(pool) for _ in range(n))
-        table = (VOICES if i < ROUND_2 else VOICES_4 if i >= ROUND_4 else VOICES_2)[split]  # round 3 keeps round 2's voices
+        rounds = VOICES if i < ROUND_2 else VOICES_2 if i < ROUND_4 else VOICES_4 if i < ROUND_5 else VOICES_5
+        table = rounds[split]  # round 3 keeps round 2's voices
         engine, voice, _ = rng.choices(table, weights=[w for *_, w in table])[0]
         rate, pitch, seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
         if voice == "blend":  # from the job's own seed: the main sequence is untouched

@@ -110,11 +110,12 @@ def main():
     if args.corpus and (Path(args.corpus) / "corpus.md").exists():
         lines += ["", "## Data (synthetic speech only)", "",
                   "Offline TTS (Kokoro-82M's five voices and random blends of them, Piper joe, festival HTS slt and",
-                  "kal diphone, flite slt/kal16/rms/awb, espeak-ng dialects and variants; `train/make_corpus.py`)",
+                  "kal/ked diphone, flite slt/kal16/rms/awb, espeak-ng dialects and variants; `train/make_corpus.py`)",
                   "with sox augmentation (pitch, reverb, noise at 8-30 dB SNR, 8 kHz telephone band, gain). Texts:",
                   "Debian fortunes, WordNet examples, templated numbers, dates, times and phone-menu commands,",
                   "1-3-word fragments of those, and broad-vocabulary prose (gensim's Wikipedia sample and Lee news",
-                  "corpus, chatterbot-corpus conversations). Splits have disjoint voices and sentences.", "",
+                  "corpus, chatterbot-corpus conversations). Splits have disjoint sentences; test voices are never",
+                  "heard in training (dev's flite rms is, from corpus round 5 on).", "",
                   (Path(args.corpus) / "corpus.md").read_text()]
     if args.results:
         lines += ["", "## Results", "", Path(args.results).read_text()]
