@@ -92,8 +92,7 @@ def test_round_five_adds_human_voices_and_keeps_test_voices_unseen():
     later = jobs[make_corpus.ROUND_5 :]
     train_voices = {(j["engine"], j["voice"] if j["engine"] != "kokoro" else "blend") for j in later if j["split"] == "train"}
     assert train_voices == {("flite", "rms"), ("festival", "ked_diphone"), ("kokoro", "blend")}
-    every_train_voice = {(e, v) for table in (make_corpus.VOICES, make_corpus.VOICES_2, make_corpus.VOICES_4, make_corpus.VOICES_5)
-                         for e, v, _ in table["train"]}
+    every_train_voice = {(e, v) for _, table in make_corpus.VOICE_ROUNDS for e, v, _ in table["train"]}
     assert not every_train_voice & {(e, v) for e, v, _ in make_corpus.VOICES_5["test"]}
     for j in later:  # a whole sentence, a fragment or a prose sentence: each hashes to its job's split
         assert make_corpus.sentence_split(j["text"]) == j["split"], j

@@ -82,6 +82,8 @@ VOICES_5 = {
     "dev": VOICES["dev"],
     "test": VOICES["test"],
 }
+# (first job, voice table) per round; round 3 keeps round 2's voices.
+VOICE_ROUNDS = [(0, VOICES), (ROUND_2, VOICES_2), (ROUND_4, VOICES_4), (ROUND_5, VOICES_5)]
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -105,8 +107,12 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
         pool = by_split[split]
         if i >= ROUND_5:  # the texts of rounds 1, 3 and 4, for the new voices
             kind = rng.choices(["sentence", "short", "broad"], weights=[0.6, 0.2, 0.2])[0]
-            text = (rng.choice(pool) if kind == "sentence" else short_phrase(rng, pool, split) if kind == "short"
-                    else rng.choice(broad[split]))
+            if kind == "sentence":
+                text = rng.choice(pool)
+            elif kind == "short":
+                text = short_phrase(rng, pool, split)
+            else:
+                text = rng.choice(broad[split])
         elif i >= ROUND_4:
             n = rng.choices([1, 2], weights=[0.8, 0.2])[0]  # prose sentences are long already
             text = " ".join(rng.choice(broad[split]) for _ in range(n))
@@ -115,8 +121,7 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
         else:
             n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
             text = " ".join(rng.choice(pool) for _ in range(n))
-        rounds = VOICES if i < ROUND_2 else VOICES_2 if i < ROUND_4 else VOICES_4 if i < ROUND_5 else VOICES_5
-        table = rounds[split]  # round 3 keeps round 2's voices
+        table = next(voices for start, voices in reversed(VOICE_ROUNDS) if i >= start)[split]
         engine, voice, _ = rng.choices(table, weights=[w for *_, w in table])[0]
         rate, pitch, seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
         if voice == "blend":  # from the job's own seed: the main sequence is untouched
