@@ -22,8 +22,10 @@ def _normalizer():
 
 
 def normalize(text: str) -> str:
-    """Whisper's English normalizer, with runs of spaces collapsed to one."""
-    return " ".join(_normalizer()(text).split())
+    """Whisper's English normalizer, with runs of spaces collapsed to one and tokens without a
+    letter or digit dropped: the normalizer keeps a lone "." from a trailing "..." ("Press..." ->
+    "press ."), which 23 of the 305 real prompts' references end with and no transcript says."""
+    return " ".join(word for word in _normalizer()(text).split() if any(c.isalnum() for c in word))
 
 
 def _rate(errors: int, reference_length: int) -> float:

@@ -53,6 +53,8 @@ def test_normalizer_follows_whisper_english():
     assert normalize("I'm here, aren't you?  Um, OK.") == "i am here are not you ok"
     assert normalize("  HELLO\tworld ") == "hello world"
     assert normalize("[inaudible] (laughs)") == ""  # bracketed and parenthesized asides are dropped
+    assert normalize("Press one to listen to...") == "press one to listen to"  # not "... to ."
+    assert normalize("... for...") == "for"
 
 
 def test_wer_on_hand_counted_pairs():
