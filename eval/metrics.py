@@ -1,8 +1,9 @@
-"""Word and character error rates, counted the way the Open ASR Leaderboard counts them.
+"""Word and character error rates, counted the way the Open ASR Leaderboard counts them, but one change.
 
 Both sides go through Whisper's English text normalizer (lower case, punctuation removed,
 spelled-out numbers as digits, British spellings as American, "mr." -> "mister", "n't" -> " not")
-before jiwer aligns them; the figures on the raw text are reported beside them.
+before jiwer aligns them; the one change is that words left without a letter or digit are
+dropped (see ``normalize``). The figures on the raw text are reported beside them.
 
 Importing this module costs only the standard library: the normalizer and jiwer load on first
 use, so training code can import ``normalize`` without pulling in the evaluation stack.
@@ -24,7 +25,7 @@ def _normalizer():
 def normalize(text: str) -> str:
     """Whisper's English normalizer, with runs of spaces collapsed to one and tokens without a
     letter or digit dropped: the normalizer keeps a lone "." from a trailing "..." ("Press..." ->
-    "press ."), which 23 of the 305 real prompts' references end with and no transcript says."""
+    "press ."), which 23 of the 305 real prompts' references end with; it is not a word to hear."""
     return " ".join(word for word in _normalizer()(text).split() if any(c.isalnum() for c in word))
 
 
