@@ -1,5 +1,7 @@
 """train/make_corpus.py's job list: seeded, voice- and sentence-disjoint splits, round 2 leaves round 1 alone."""
 
+import json
+
 from train import make_corpus
 
 CLIPS = make_corpus.ROUND_2 + 2000
@@ -97,3 +99,22 @@ def test_round_five_adds_human_voices_and_keeps_test_voices_unseen():
     for j in later:  # a whole sentence, a fragment or a prose sentence: each hashes to its job's split
         assert make_corpus.sentence_split(j["text"]) == j["split"], j
     assert {j["split"] for j in later} == {"train", "dev", "test"}
+
+
+def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
+    def record(index, split, engine):
+        return {"id": f"{split}-{index:06d}", "split": split, "engine": engine, "voice": "v", "text": f"t{index}",
+                "duration": 1.0, "audio": f"audio/{split}/{index}.wav"}
+
+    r5 = make_corpus.ROUND_5
+    records = [record(3, "train", "kokoro"), record(r5 + 5, "train", "kokoro"), record(r5 + 6, "train", "flite"),
+               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite")]
+    make_corpus.write_manifests(tmp_path, records)
+
+    def ids(name):
+        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}"]
+    assert ids("train-without-r5-kokoro") == ["train-000003", f"train-{r5 + 6:06d}"]  # round 3's Kokoro stays
+    assert ids("dev") == [f"dev-{r5 + 7:06d}"] and ids("test") == [f"test-{r5 + 8:06d}"]
+    assert "| train | 3 |" in (tmp_path / "corpus.md").read_text()

@@ -7,8 +7,9 @@
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
-sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}) and
-corpus.md (hours per engine, voices per split, sentence counts).
+sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
+train-without-r5-kokoro.jsonl (train less round 5's Kokoro blends: what the default model's last
+stage read) and corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -316,12 +317,22 @@ def run_job(args) -> dict | None:
     return record
 
 
+TRAIN_WITHOUT_R5_KOKORO = "train-without-r5-kokoro"
+
+
+def is_round5_kokoro(record: dict) -> bool:
+    return record["engine"] == "kokoro" and int(record["id"].rsplit("-", 1)[1]) >= ROUND_5
+
+
 def write_manifests(out: Path, records: list[dict]) -> str:
     by_split = defaultdict(list)
     for r in records:
         by_split[r["split"]].append(r)
-    for split, rows in by_split.items():
-        with open(out / f"{split}.jsonl", "w") as f:
+    # Round 5's Kokoro blends read real speech worse than the same corpus without them (README,
+    # "How the projector learns", item 6), so the default model's last LLM stage trains on this one.
+    manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in by_split["train"] if not is_round5_kokoro(r)]})
+    for name, rows in manifests.items():
+        with open(out / f"{name}.jsonl", "w") as f:
             for r in sorted(rows, key=lambda r: r["id"]):
                 f.write(json.dumps(r) + "\n")
     lines = ["| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|"]
