@@ -9,7 +9,7 @@ Seeded and resumable: the job list is a pure function of --seed; a finished clip
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
 sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
 train-without-r5-kokoro.jsonl (train less round 5's Kokoro blends: what the default model's last
-stage read) and corpus.md (hours per engine, voices per split, sentence counts).
+two stages read) and corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -329,7 +329,7 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     for r in records:
         by_split[r["split"]].append(r)
     # Round 5's Kokoro blends read real speech worse than the same corpus without them (README,
-    # "How the projector learns", item 6), so the default model's last LLM stage trains on this one.
+    # "How the projector learns", item 6), so the default model's last two LLM stages train on this one.
     manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in by_split["train"] if not is_round5_kokoro(r)]})
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
