@@ -118,3 +118,11 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
     assert ids("train-without-r5-kokoro") == ["train-000003", f"train-{r5 + 6:06d}"]  # round 3's Kokoro stays
     assert ids("dev") == [f"dev-{r5 + 7:06d}"] and ids("test") == [f"test-{r5 + 8:06d}"]
     assert "| train | 3 |" in (tmp_path / "corpus.md").read_text()
+
+
+def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):
+    record = {"id": "dev-000001", "split": "dev", "engine": "flite", "voice": "v", "text": "t", "duration": 1.0,
+              "audio": "audio/dev/1.wav"}
+    make_corpus.write_manifests(tmp_path, [record])
+    assert (tmp_path / "dev.jsonl").exists() and not (tmp_path / "train.jsonl").exists()
+    assert (tmp_path / "train-without-r5-kokoro.jsonl").read_text() == ""

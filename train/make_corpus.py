@@ -8,8 +8,8 @@
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
 sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
-train-without-r5-kokoro.jsonl (train less round 5's Kokoro blends: what the default model's last
-two stages read) and corpus.md (hours per engine, voices per split, sentence counts).
+train-without-r5-kokoro.jsonl (train less round 5's Kokoro blends: what the default model's LLM
+stages from llm-7 on read) and corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -329,8 +329,9 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     for r in records:
         by_split[r["split"]].append(r)
     # Round 5's Kokoro blends read real speech worse than the same corpus without them (README,
-    # "How the projector learns", item 6), so the default model's last two LLM stages train on this one.
-    manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in by_split["train"] if not is_round5_kokoro(r)]})
+    # "How the projector learns", item 6), so the default model's LLM stages from llm-7 on train on this one.
+    train = by_split.get("train", [])  # .get: no empty train.jsonl for a corpus without train clips
+    manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in train if not is_round5_kokoro(r)]})
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in sorted(rows, key=lambda r: r["id"]):
