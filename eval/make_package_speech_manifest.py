@@ -28,13 +28,12 @@ import os
 import re
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from tiny_audio.audio import decode, to_float_mono
-from tiny_audio.weights import sha256_file
+from tiny_audio.weights import fetch_url
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = "https://files.pythonhosted.org/packages"
@@ -47,20 +46,6 @@ SOURCES = {
                      "sha256": "5df897e5dd9d9f16804fc937bd85b9f5880a0b29a55f8843585e0e03d76195e5"},
 }
 RATE = 16000
-
-
-def fetch(source: dict, cache: Path) -> Path:
-    """The sdist, downloaded once; refused unless its sha256 is the pinned one."""
-    path = cache / source["url"].rsplit("/", 1)[1]
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {source['url']}", file=sys.stderr)
-        urllib.request.urlretrieve(source["url"], path.with_suffix(".part"))
-        path.with_suffix(".part").rename(path)
-    digest = sha256_file(path)
-    if digest != source["sha256"]:
-        raise RuntimeError(f"sha256 mismatch for {path}: expected {source['sha256']}, got {digest}; delete it to refetch")
-    return path
 
 
 def member(tar: tarfile.TarFile, suffix: str) -> bytes:
@@ -127,7 +112,7 @@ def build(output: Path, cache: Path, sources: dict = SOURCES, clips: dict = CLIP
     audio_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for name, source in sources.items():
-        with tarfile.open(fetch(source, cache)) as tar:
+        with tarfile.open(fetch_url(source["url"], source["sha256"], cache)) as tar:
             for uid, audio, text in clips[name](tar):
                 wav = audio_dir / f"{name}-{uid}.wav"
                 soundfile.write(wav, audio, RATE, subtype="PCM_16")

@@ -101,23 +101,37 @@ def test_round_five_adds_human_voices_and_keeps_test_voices_unseen():
     assert {j["split"] for j in later} == {"train", "dev", "test"}
 
 
+def test_round_six_is_silero_speakers_in_train_only():
+    """Round 6 gives each training clip one of Silero's 118 speakers; dev and test keep their voices."""
+    jobs = make_corpus.make_jobs(0, make_corpus.ROUND_6 + 600)
+    assert jobs[: make_corpus.ROUND_6] == make_corpus.make_jobs(0, make_corpus.ROUND_6)
+    later = jobs[make_corpus.ROUND_6 :]
+    train = [j for j in later if j["split"] == "train"]
+    assert {j["engine"] for j in train} == {"silero"}
+    assert {j["voice"] for j in train} <= set(make_corpus.SILERO_VOICES) and len({j["voice"] for j in train}) > 90
+    held_out = {(e, v) for e, v, _ in make_corpus.VOICES["test"]}
+    assert {(j["engine"], j["voice"]) for j in later if j["split"] == "test"} <= held_out
+
+
 def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
     def record(index, split, engine):
         return {"id": f"{split}-{index:06d}", "split": split, "engine": engine, "voice": "v", "text": f"t{index}",
                 "duration": 1.0, "audio": f"audio/{split}/{index}.wav"}
 
-    r5 = make_corpus.ROUND_5
+    r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
     records = [record(3, "train", "kokoro"), record(r5 + 5, "train", "kokoro"), record(r5 + 6, "train", "flite"),
-               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite")]
+               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite"), record(r6 + 1, "train", "silero")]
     make_corpus.write_manifests(tmp_path, records)
 
     def ids(name):
         return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
 
-    assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}"]
+    assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}"]
     assert ids("train-without-r5-kokoro") == ["train-000003", f"train-{r5 + 6:06d}"]  # round 3's Kokoro stays
+    assert ids("train-with-silero") == ["train-000003", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}"]
+    assert ids("train-silero-x3") == ids("train-with-silero") + [f"train-{r6 + 1:06d}"] * 2
     assert ids("dev") == [f"dev-{r5 + 7:06d}"] and ids("test") == [f"test-{r5 + 8:06d}"]
-    assert "| train | 3 |" in (tmp_path / "corpus.md").read_text()
+    assert "| train | 4 |" in (tmp_path / "corpus.md").read_text()
 
 
 def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):

