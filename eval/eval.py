@@ -2,7 +2,7 @@
 
     python eval/eval.py --dataset manifest.jsonl --max-samples 20
     python eval/eval.py --provider faster-whisper --dataset librispeech-clean --batch-size 8
-    python eval/eval.py --compare runs/eval/a runs/eval/b
+    python eval/eval.py --compare runs/eval/a runs/eval/b [--exclude-first 50]
 
 Writes predictions.jsonl, summary.json and summary.md into --output-dir. RTFx = audio seconds /
 compute seconds over the timed transcription calls; model loading and the warm-up batch are
@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: the repo root goes first, so `
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from eval.data import HUB_SETS, Sample, open_dataset
-from eval.metrics import frequent_errors, normalize, rtfx, wer, wer_by_duration
+from eval.metrics import frequent_errors, normalize, paired_bootstrap, rtfx, wer, wer_by_duration
 from eval.providers import PROVIDERS, ClipErrors, make_provider
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,6 +234,31 @@ def compare_table(dirs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def bootstrap_table(dirs: list[str], exclude_first: int = 0, resamples: int = 1000) -> str:
+    """Each run against the first, on the clips both transcribed: a paired bootstrap of the WER
+    difference (eval.metrics.paired_bootstrap). ``exclude_first`` leaves out the first clips in dataset
+    order, e.g. those a training run picked its checkpoint on, which favour that run."""
+    def predictions(folder):
+        path = Path(folder) / "predictions.jsonl"
+        if not path.is_file():
+            raise ValueError(f"{folder} has no predictions.jsonl (not an eval output folder?)")
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    base = predictions(dirs[0])
+    excluded = {p["id"] for p in base[:exclude_first]}
+    lines = [f"Paired bootstrap against {Path(dirs[0]).name} ({resamples} resamples"
+             + (f", first {exclude_first} clips left out" if exclude_first else "") + "):", "",
+             "| run | clips | WER | base WER | difference | 95% interval | better in |", "|---|---|---|---|---|---|---|"]
+    for folder in dirs[1:]:
+        new = predictions(folder)
+        shared = ({p["id"] for p in base} & {p["id"] for p in new}) - excluded  # a clip one run skipped cannot be paired
+        r = paired_bootstrap([p for p in base if p["id"] in shared], [p for p in new if p["id"] in shared], resamples)
+        low, high = r["ci95"]
+        lines.append(f"| {Path(folder).name} | {r['clips']} | {r['new_wer']:.2%} | {r['base_wer']:.2%} | {r['delta']:+.2%} "
+                     f"| {low:+.2%} to {high:+.2%} | {r['new_better']:.1%} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint folder or hub id (default: tiny_audio.DEFAULT_MODEL for tiny-audio, "
@@ -250,7 +275,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compute-type", default="int8", help="faster-whisper: int8, float32, ...")
     parser.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE",
                         help="tiny-audio: generation options over the model's own, e.g. ctc_weight=0.85 num_beams=4")
-    parser.add_argument("--compare", nargs="+", metavar="DIR", help="print one table over earlier runs' output folders")
+    parser.add_argument("--compare", nargs="+", metavar="DIR", help="print one table over earlier runs' output folders "
+                        "and, for two or more, a paired bootstrap of each against the first")
+    parser.add_argument("--exclude-first", type=int, default=0, help="--compare: leave the first N clips out of the bootstrap "
+                        "(e.g. those a training run selected its checkpoint on)")
     args = parser.parse_args(argv)
     if not args.compare and not args.dataset:
         parser.error("--dataset is required (or --compare DIR ...)")
@@ -277,6 +305,8 @@ def main(argv=None) -> dict | None:
     args = parse_args(argv)
     if args.compare:
         print(compare_table(args.compare))
+        if len(args.compare) > 1:
+            print("\n" + bootstrap_table(args.compare, args.exclude_first))
         return None
     dataset = open_dataset(args.dataset, args.split, args.max_samples)
     provider = make_provider(args.provider, args.model, args.num_beams, **provider_options(args))

@@ -129,3 +129,35 @@ def rtfx(audio_seconds: float, compute_seconds: float) -> float:
     if compute_seconds <= 0:
         raise ValueError(f"compute time must be positive, got {compute_seconds} s")
     return audio_seconds / compute_seconds
+
+
+def paired_bootstrap(base: list[dict], new: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
+    """How sure "new" beats "base" on the same clips: eval predictions of both, paired by ``id``.
+
+    Draws the clip list with replacement ``resamples`` times (the same draw for both models, so
+    the clips' own difficulty cancels) and recomputes each corpus WER. Returns both WERs, their
+    difference ``delta`` (new - base; negative = new is better), its central 95% interval and
+    ``new_better``, the share of resamples where new's WER is lower. Predictions need the word
+    counts ``_prediction`` writes (substitutions, insertions, deletions, hits).
+    """
+    import numpy as np
+
+    by_id = {p["id"]: p for p in new}
+    if len(by_id) != len(new) or {p["id"] for p in base} != set(by_id) or len(base) != len(new):
+        raise ValueError("paired bootstrap needs both runs on the same clips (one prediction per id in each)")
+    if not base:
+        raise ValueError("no predictions to compare")
+
+    def counts(predictions):
+        errors = np.array([p["substitutions"] + p["insertions"] + p["deletions"] for p in predictions], dtype=float)
+        return errors, np.array([p["hits"] + p["substitutions"] + p["deletions"] for p in predictions], dtype=float)
+
+    (base_errors, words), (new_errors, _) = counts(base), counts([by_id[p["id"]] for p in base])
+    draws = np.random.default_rng(seed).integers(len(base), size=(resamples, len(base)))
+    sample_words = np.maximum(words[draws].sum(1), 1)
+    deltas = (new_errors[draws].sum(1) - base_errors[draws].sum(1)) / sample_words
+    total = max(words.sum(), 1)
+    return {"clips": len(base), "base_wer": base_errors.sum() / total, "new_wer": new_errors.sum() / total,
+            "delta": (new_errors.sum() - base_errors.sum()) / total,
+            "ci95": (float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))),
+            "new_better": float((deltas < 0).mean())}

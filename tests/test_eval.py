@@ -14,7 +14,7 @@ import soundfile as sf
 from conftest import tone
 from eval import bench, eval as evaluation, make_asterisk_manifest, make_package_speech_manifest as package_speech
 from eval.data import HUB_SETS, open_dataset, stream_hub
-from eval.metrics import align, frequent_errors, normalize, rtfx, wer, wer_by_duration
+from eval.metrics import align, frequent_errors, normalize, paired_bootstrap, rtfx, wer, wer_by_duration
 from eval.providers import AssemblyAI, AssemblyAIError, ClipErrors, make_provider
 from tiny_audio import ASRModel, load_audio
 
@@ -211,14 +211,42 @@ def test_tiny_audio_run_writes_the_files(tiny_run, tiny_checkpoint, manifest):
     assert sum(int(row.split("|")[2]) for row in band_rows) == 2  # both transcribed clips, each in one band
 
 
-def test_compare_prints_one_table(tiny_run, tmp_path, capsys):
+def test_compare_prints_one_table_and_a_bootstrap(tiny_run, tmp_path, capsys):
     out, summary = tiny_run
     other = tmp_path / "other-run"
     other.mkdir()
     (other / "summary.json").write_text(json.dumps({**summary, "provider": "faster-whisper", "wer": 0.05}))
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    perfect = [{**p, "hits": p["hits"] + p["substitutions"] + p["deletions"], "substitutions": 0, "insertions": 0,
+                "deletions": 0} for p in predictions]  # the other run heard every word
+    (other / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in reversed(perfect)))  # paired by id
     evaluation.main(["--compare", str(out), str(other)])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    table, bootstrap = capsys.readouterr().out.split("Paired bootstrap")
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 3 and "other-run" in rows[2] and "5.00%" in rows[2]
+    (row,) = [line for line in bootstrap.splitlines() if line.startswith("| other-run")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "2" and cells[2] == "0.00%" and cells[3] == f"{summary['wer']:.2%}"
+    assert cells[6] == ("100.0%" if summary["wer"] > 0 else "0.0%")
+    evaluation.main(["--compare", str(out), str(other), "--exclude-first", "1"])
+    bootstrap = capsys.readouterr().out.split("Paired bootstrap")[1]
+    (row,) = [line for line in bootstrap.splitlines() if line.startswith("| other-run")]
+    assert row.split("|")[2].strip() == "1" and "first 1 clips left out" in bootstrap
+
+
+def test_paired_bootstrap_counts_the_resamples_where_the_new_run_wins():
+    def run(errors):  # one prediction per clip, 10 reference words each
+        return [{"id": f"c{i}", "substitutions": e, "insertions": 0, "deletions": 0, "hits": 10 - e} for i, e in enumerate(errors)]
+
+    base, better = run([3, 5, 2, 4]), run([1, 2, 2, 0])
+    r = paired_bootstrap(base, better, resamples=500)
+    assert r["clips"] == 4 and r["base_wer"] == pytest.approx(0.35) and r["new_wer"] == pytest.approx(0.125)
+    assert r["delta"] == pytest.approx(-0.225) and r["ci95"][1] <= 0 and r["new_better"] > 0.95
+    assert paired_bootstrap(better, base, resamples=500)["new_better"] < 0.05  # the other way round
+    same = paired_bootstrap(base, list(reversed(base)))  # paired by id, not by position
+    assert same["delta"] == 0 and same["new_better"] == 0 and same["ci95"] == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same clips"):
+        paired_bootstrap(base, base[:3])
 
 
 @pytest.mark.skipif(subprocess.run(["which", "espeak-ng"], capture_output=True).returncode, reason="needs espeak-ng")
