@@ -35,6 +35,12 @@ def _rate(errors: int, reference_length: int) -> float:
     return errors / max(reference_length, 1)
 
 
+def _errors_and_words(prediction: dict) -> tuple[int, int]:
+    """Word errors and reference words of one eval prediction (the counts ``eval.py`` writes per clip)."""
+    p = prediction
+    return p["substitutions"] + p["insertions"] + p["deletions"], p["hits"] + p["substitutions"] + p["deletions"]
+
+
 def _word_counts(refs: list[str], hyps: list[str]) -> dict:
     import jiwer
 
@@ -110,8 +116,8 @@ def wer_by_duration(predictions: list[dict], edges: tuple[float, ...] = (1.5, 3.
     rows = []
     for low, high in zip(bounds, bounds[1:]):
         band = [p for p in predictions if low <= p["audio_seconds"] < high]
-        errors = sum(p["substitutions"] + p["insertions"] + p["deletions"] for p in band)
-        words = sum(p["hits"] + p["substitutions"] + p["deletions"] for p in band)
+        counts = [_errors_and_words(p) for p in band]
+        errors, words = sum(e for e, _ in counts), sum(w for _, w in counts)
         rows.append({"low": low, "high": high, "clips": len(band), "words": words, "errors": errors,
                      "wer": _rate(errors, words) if band else None})
     return rows
@@ -148,16 +154,11 @@ def paired_bootstrap(base: list[dict], new: list[dict], resamples: int = 1000, s
     if not base:
         raise ValueError("no predictions to compare")
 
-    def counts(predictions):
-        errors = np.array([p["substitutions"] + p["insertions"] + p["deletions"] for p in predictions], dtype=float)
-        return errors, np.array([p["hits"] + p["substitutions"] + p["deletions"] for p in predictions], dtype=float)
-
-    (base_errors, words), (new_errors, _) = counts(base), counts([by_id[p["id"]] for p in base])
+    base_errors, words = np.array([_errors_and_words(p) for p in base], dtype=float).T
+    new_errors = np.array([_errors_and_words(by_id[p["id"]])[0] for p in base], dtype=float)
     draws = np.random.default_rng(seed).integers(len(base), size=(resamples, len(base)))
-    sample_words = np.maximum(words[draws].sum(1), 1)
-    deltas = (new_errors[draws].sum(1) - base_errors[draws].sum(1)) / sample_words
-    total = max(words.sum(), 1)
-    return {"clips": len(base), "base_wer": base_errors.sum() / total, "new_wer": new_errors.sum() / total,
-            "delta": (new_errors.sum() - base_errors.sum()) / total,
+    deltas = (new_errors[draws].sum(1) - base_errors[draws].sum(1)) / np.maximum(words[draws].sum(1), 1)
+    return {"clips": len(base), "base_wer": _rate(base_errors.sum(), words.sum()), "new_wer": _rate(new_errors.sum(), words.sum()),
+            "delta": _rate(new_errors.sum() - base_errors.sum(), words.sum()),
             "ci95": (float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))),
             "new_better": float((deltas < 0).mean())}
