@@ -170,3 +170,16 @@ def test_eval_points_between_logged_steps_get_interpolated_samples():
     assert samples_at([10, 15, 20], train) == [300.0, 500.0, 700.0]  # eval_every=15, log_every=10
     assert samples_at([5], train) == [150.0]  # before the first logged row: from zero
     assert samples_at([3], []) == [3.0]  # no training rows yet: the step itself
+
+
+def test_model_card_takes_the_strictest_licence_of_the_voices_it_heard():
+    from train.ship import card_licence, corpus_engines
+
+    corpus_md = "\n".join([
+        "| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|", "| train | 9 | 1 | 3 | 9 |",
+        "", "| engine | clips | hours |", "|---|---|---|", "| espeak | 6 | 0.5 |", "| silero | 3 | 0.5 |", "", "after",
+    ])
+    assert corpus_engines(corpus_md) == ["espeak", "silero"]  # the split table's rows are not engines
+    assert card_licence(corpus_engines(corpus_md)) == "cc-by-nc-sa-4.0"
+    assert card_licence(["espeak", "flite", "kokoro"]) == "apache-2.0"
+    assert corpus_engines("") == []

@@ -34,6 +34,39 @@ def summarize_run(run: Path) -> dict:
     }
 
 
+# What each TTS engine in corpus.md's engine table contributed, for the card's data paragraph.
+VOICES = {
+    "kokoro": "Kokoro-82M's five voices and random blends of them",
+    "piper": "Piper joe",
+    "festival": "festival HTS slt and kal/ked diphone",
+    "flite": "flite slt/kal16/rms/awb",
+    "espeak": "espeak-ng dialects and variants",
+    "silero": "Silero TTS v3_en's 118 speakers",
+}
+# Engines whose model licence is stricter than our Apache-2.0. Whether a licence on training audio
+# reaches weights trained on it is not settled, so the card takes the strictest one it heard.
+AUDIO_LICENCES = {"silero": "cc-by-nc-sa-4.0"}
+
+
+def corpus_engines(corpus_md: str) -> list[str]:
+    """The engines listed in corpus.md's engine table (``| engine | clips | hours |``)."""
+    engines, in_table = [], False
+    for line in corpus_md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == "engine":
+            in_table = True
+        elif in_table and line.startswith("|") and not set(cells[0]) <= set("-"):
+            engines.append(cells[0])
+        elif in_table and not line.startswith("|"):
+            in_table = False
+    return engines
+
+
+def card_licence(engines: list[str]) -> str:
+    strict = sorted({AUDIO_LICENCES[e] for e in engines if e in AUDIO_LICENCES})
+    return strict[0] if strict else "apache-2.0"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint folder inside a run folder (e.g. runs/embedded/best)")
@@ -73,8 +106,11 @@ def main():
         shutil.copy(png, TARGET / Path(png).name)
 
     config = json.loads((TARGET / "config.json").read_text())
+    corpus_md = (Path(args.corpus) / "corpus.md").read_text() if args.corpus and (Path(args.corpus) / "corpus.md").exists() else ""
+    engines = corpus_engines(corpus_md)
+    licence = card_licence(engines)
     lines = [
-        "---", "license: apache-2.0", "language: [en]", "pipeline_tag: automatic-speech-recognition",
+        "---", f"license: {licence}", "language: [en]", "pipeline_tag: automatic-speech-recognition",
         "tags: [tiny-audio, speech-recognition, whisper, smollm2]", "---", "",
         "# Tiny Audio, embedded: Whisper tiny.en encoder + trained projector + SmolLM2-135M-Instruct", "",
         "The projector (5.1 M parameters, the only trained part) maps Whisper tiny.en encoder frames, five at a",
@@ -107,16 +143,21 @@ def main():
         lines.append(f"- Checkpoint selected on `{chosen['eval_set']}` (real speech): step {chosen['step']}, "
                      f"{how} {chosen['wer']:.3f} on the selection subset"
                      + (f" (joint decoding, CTC weight {chosen['ctc_weight']})." if chosen.get("ctc_weight") else "."))
-    if args.corpus and (Path(args.corpus) / "corpus.md").exists():
+    if corpus_md:
+        voices = ", ".join(VOICES.get(e, e) for e in engines)
         lines += ["", "## Data (synthetic speech only)", "",
-                  "Offline TTS (Kokoro-82M's five voices and random blends of them, Piper joe, festival HTS slt and",
-                  "kal/ked diphone, flite slt/kal16/rms/awb, espeak-ng dialects and variants; `train/make_corpus.py`)",
+                  f"Offline TTS ({voices}; `train/make_corpus.py`)",
                   "with sox augmentation (pitch, reverb, noise at 8-30 dB SNR, 8 kHz telephone band, gain). Texts:",
                   "Debian fortunes, WordNet examples, templated numbers, dates, times and phone-menu commands,",
                   "1-3-word fragments of those, and broad-vocabulary prose (gensim's Wikipedia sample and Lee news",
                   "corpus, chatterbot-corpus conversations). Splits have disjoint sentences; test voices are never",
-                  "heard in training (dev's flite rms is, from corpus round 5 on).", "",
-                  (Path(args.corpus) / "corpus.md").read_text()]
+                  "heard in training (dev's flite rms is, from corpus round 5 on).", "", corpus_md]
+        if licence != "apache-2.0":
+            heard = ", ".join(e for e in engines if e in AUDIO_LICENCES)
+            lines += ["", f"**Licence.** The training audio includes {heard} speech, whose TTS model is licensed "
+                      f"{licence.upper()}. Whether that reaches weights trained on its audio is not settled, so these "
+                      f"weights carry {licence.upper()} too (non-commercial use); the code stays Apache-2.0. "
+                      "A corpus without those engines gives Apache-2.0 weights."]
     if args.results:
         lines += ["", "## Results", "", Path(args.results).read_text()]
     lines += ["", "## Limits", "",
