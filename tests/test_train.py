@@ -172,14 +172,23 @@ def test_eval_points_between_logged_steps_get_interpolated_samples():
     assert samples_at([3], []) == [3.0]  # no training rows yet: the step itself
 
 
-def test_model_card_takes_the_strictest_licence_of_the_voices_it_heard():
-    from train.ship import card_licence, corpus_engines
+def test_model_card_takes_the_strictest_licence_of_the_voices_it_heard(tmp_path):
+    from train.ship import card_licence, heard_engines
 
-    corpus_md = "\n".join([
-        "| split | clips | hours | voices | sentences (unique texts) |", "|---|---|---|---|---|", "| train | 9 | 1 | 3 | 9 |",
-        "", "| engine | clips | hours |", "|---|---|---|", "| espeak | 6 | 0.5 |", "| silero | 3 | 0.5 |", "", "after",
-    ])
-    assert corpus_engines(corpus_md) == ["espeak", "silero"]  # the split table's rows are not engines
-    assert card_licence(corpus_engines(corpus_md)) == "cc-by-nc-sa-4.0"
-    assert card_licence(["espeak", "flite", "kokoro"]) == "apache-2.0"
-    assert corpus_engines("") == []
+    def run(name, rows):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train_config.json").write_text(json.dumps({"train_sources": [
+            {"type": "jsonl", "path": str(tmp_path / f"{name}.jsonl")}, {"type": "hub", "path": "some/dataset"}]}))
+        return folder
+
+    classic = run("classic", [{"audio": "a.wav", "text": "a", "engine": "espeak"}, {"audio": "b.wav", "text": "b"}])
+    silero = run("silero", [{"audio": "c.wav", "text": "c", "engine": "silero"}, {"audio": "d.wav", "text": "d", "engine": "flite"}])
+    assert heard_engines([classic]) == ["espeak"]  # rows without an engine (real speech) and hub sources add none
+    assert card_licence(heard_engines([classic])) == "apache-2.0"
+    assert heard_engines([classic, silero]) == ["espeak", "flite", "silero"]  # the union over the lineage's runs
+    assert card_licence(heard_engines([classic, silero])) == "cc-by-nc-sa-4.0"
+    (tmp_path / "silero.jsonl").unlink()
+    with pytest.raises(SystemExit, match="missing"):
+        heard_engines([silero])

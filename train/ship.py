@@ -9,6 +9,7 @@ plus a results table written by hand or by eval/ (``--results``, a Markdown file
 import argparse
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def summarize_run(run: Path) -> dict:
     }
 
 
-# What each TTS engine in corpus.md's engine table contributed, for the card's data paragraph.
+# What each TTS engine in the training manifests contributed, for the card's data paragraph.
 VOICES = {
     "kokoro": "Kokoro-82M's five voices and random blends of them",
     "piper": "Piper joe",
@@ -48,18 +49,22 @@ VOICES = {
 AUDIO_LICENCES = {"silero": "cc-by-nc-sa-4.0"}
 
 
-def corpus_engines(corpus_md: str) -> list[str]:
-    """The engines listed in corpus.md's engine table (``| engine | clips | hours |``)."""
-    engines, in_table = [], False
-    for line in corpus_md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == "engine":
-            in_table = True
-        elif in_table and line.startswith("|") and not set(cells[0]) <= set("-"):
-            engines.append(cells[0])
-        elif in_table and not line.startswith("|"):
-            in_table = False
-    return engines
+def heard_engines(runs: list[Path]) -> list[str]:
+    """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``).
+
+    Read from the runs, not from corpus.md: a corpus can hold engines a lineage never heard (the
+    shipped llm-9 read a list without round 6's Silero clips)."""
+    engines = set()
+    for run in runs:
+        for source in json.loads((run / "train_config.json").read_text())["train_sources"]:
+            if source["type"] != "jsonl":
+                continue  # hub and folder sources carry no engine: real speech, under its own licence
+            path = Path(os.path.expanduser(source["path"]))
+            if not path.exists():
+                raise SystemExit(f"{run} trained on {path}, which is missing: rebuild it to know what the card's licence is")
+            with open(path) as f:
+                engines.update(json.loads(line).get("engine") for line in f if line.strip())
+    return sorted(engines - {None})
 
 
 def card_licence(engines: list[str]) -> str:
@@ -107,7 +112,7 @@ def main():
 
     config = json.loads((TARGET / "config.json").read_text())
     corpus_md = (Path(args.corpus) / "corpus.md").read_text() if args.corpus and (Path(args.corpus) / "corpus.md").exists() else ""
-    engines = corpus_engines(corpus_md)
+    engines = heard_engines(runs)
     licence = card_licence(engines)
     lines = [
         "---", f"license: {licence}", "language: [en]", "pipeline_tag: automatic-speech-recognition",
@@ -154,7 +159,7 @@ def main():
                   "heard in training (dev's flite rms is, from corpus round 5 on).", "", corpus_md]
         if licence != "apache-2.0":
             heard = ", ".join(e for e in engines if e in AUDIO_LICENCES)
-            lines += ["", f"**Licence.** The training audio includes {heard} speech, whose TTS model is licensed "
+            lines += ["", f"**Licence.** The training audio includes speech from `{heard}`, whose TTS model is licensed "
                       f"{licence.upper()}. Whether that reaches weights trained on its audio is not settled, so these "
                       f"weights carry {licence.upper()} too (non-commercial use); the code stays Apache-2.0. "
                       "A corpus without those engines gives Apache-2.0 weights."]
