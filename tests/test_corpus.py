@@ -120,18 +120,21 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
 
     r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
     records = [record(3, "train", "kokoro"), record(r5 + 5, "train", "kokoro"), record(r5 + 6, "train", "flite"),
-               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite"), record(r6 + 1, "train", "silero")]
+               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite"), record(r6 + 1, "train", "silero"),
+               record(make_corpus.ROUND_6_X3_END + 2, "train", "silero")]
     make_corpus.write_manifests(tmp_path, records)
 
     def ids(name):
         return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
 
-    assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}"]
+    extension = f"train-{make_corpus.ROUND_6_X3_END + 2:06d}"
+    assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}", extension]
     assert ids("train-without-r5-kokoro") == ["train-000003", f"train-{r5 + 6:06d}"]  # round 3's Kokoro stays
-    assert ids("train-with-silero") == ["train-000003", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}"]
-    assert ids("train-silero-x3") == ids("train-with-silero") + [f"train-{r6 + 1:06d}"] * 2
+    assert ids("train-with-silero") == ["train-000003", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}", extension]
+    # the x3 list stays what the Silero lineage trained on: round 6's extension is not in it
+    assert ids("train-silero-x3") == ["train-000003", f"train-{r5 + 6:06d}"] + [f"train-{r6 + 1:06d}"] * 3
     assert ids("dev") == [f"dev-{r5 + 7:06d}"] and ids("test") == [f"test-{r5 + 8:06d}"]
-    assert "| train | 4 |" in (tmp_path / "corpus.md").read_text()
+    assert "| train | 5 |" in (tmp_path / "corpus.md").read_text()
 
 
 def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):

@@ -377,7 +377,10 @@ def run_job(args) -> dict | None:
 
 TRAIN_WITHOUT_R5_KOKORO = "train-without-r5-kokoro"
 TRAIN_WITH_SILERO = "train-with-silero"
-TRAIN_SILERO_X3 = "train-silero-x3"  # the same, with each Silero clip listed three times
+TRAIN_SILERO_X3 = "train-silero-x3"  # round 6's first 6,000 jobs: the same, each Silero clip listed three times
+# The x3 list is what the Silero lineage (README, items 10-11) trained on, so it stays the corpus up to
+# this job when round 6 grows; train-with-silero.jsonl lists every Silero clip once.
+ROUND_6_X3_END = 60000
 
 
 def job_index(record: dict) -> int:
@@ -403,8 +406,8 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in without_blends if job_index(r) < ROUND_6],
                                   TRAIN_WITH_SILERO: without_blends})
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
-    with_silero = manifests[TRAIN_WITH_SILERO]
-    manifests[TRAIN_SILERO_X3] = with_silero + [r for r in with_silero if r["engine"] == "silero"] * 2
+    first_6000 = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
+    manifests[TRAIN_SILERO_X3] = first_6000 + [r for r in first_6000 if r["engine"] == "silero"] * 2
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
