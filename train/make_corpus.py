@@ -406,8 +406,8 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in without_blends if job_index(r) < ROUND_6],
                                   TRAIN_WITH_SILERO: without_blends})
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
-    first_6000 = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
-    manifests[TRAIN_SILERO_X3] = first_6000 + [r for r in first_6000 if r["engine"] == "silero"] * 2
+    before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
+    manifests[TRAIN_SILERO_X3] = before_end + [r for r in before_end if r["engine"] == "silero"] * 2
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
