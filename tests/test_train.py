@@ -172,8 +172,8 @@ def test_eval_points_between_logged_steps_get_interpolated_samples():
     assert samples_at([3], []) == [3.0]  # no training rows yet: the step itself
 
 
-def test_model_card_takes_the_strictest_licence_of_the_voices_it_heard(tmp_path):
-    from train.ship import card_licence, heard_engines
+def test_model_card_takes_the_strictest_licence_of_the_voices_its_lineage_heard(tmp_path):
+    from train.ship import card_licence, earlier_lineage, heard_engines
 
     def run(name, rows):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -189,6 +189,15 @@ def test_model_card_takes_the_strictest_licence_of_the_voices_it_heard(tmp_path)
     assert card_licence(heard_engines([classic])) == "apache-2.0"
     assert heard_engines([classic, silero]) == ["espeak", "flite", "silero"]  # the union over the lineage's runs
     assert card_licence(heard_engines([classic, silero])) == "cc-by-nc-sa-4.0"
+    # A run that starts from a shipped model inherits the voices its lineage.json records
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "lineage.json").write_text(json.dumps({"engines": ["kokoro"], "runs": ["- `old`: 10 steps"]}))
+    config = json.loads((classic / "train_config.json").read_text())
+    (classic / "train_config.json").write_text(json.dumps({**config, "init_from": str(shipped)}))
+    assert earlier_lineage([classic, silero])["runs"] == ["- `old`: 10 steps"]
+    assert heard_engines([classic]) == ["espeak", "kokoro"]
+    assert earlier_lineage([silero]) == {"engines": [], "runs": []}  # from scratch: nothing earlier
     (tmp_path / "silero.jsonl").unlink()
     with pytest.raises(SystemExit, match="missing"):
         heard_engines([silero])

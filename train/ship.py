@@ -21,6 +21,7 @@ from tiny_audio import ASRModel
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "assets" / "default-model"
+LINEAGE = "lineage.json"  # engines heard and card lines of the runs, left beside each shipped model
 
 
 def summarize_run(run: Path) -> dict:
@@ -49,12 +50,27 @@ VOICES = {
 AUDIO_LICENCES = {"silero": "cc-by-nc-sa-4.0"}
 
 
+def earlier_lineage(runs: list[Path]) -> dict:
+    """What a shipped model that the first run started from had heard and been trained by.
+
+    ship.py leaves ``lineage.json`` beside each shipped model; a run with ``init_from`` pointing at
+    such a folder inherits it, so a re-ship keeps the voices and runs whose folders are long gone."""
+    if not runs:
+        return {"engines": [], "runs": []}
+    start = json.loads((runs[0] / "train_config.json").read_text()).get("init_from")
+    record = Path(start) / LINEAGE if start else None
+    if record is None or not (record.exists() or (REPO / record).exists()):
+        return {"engines": [], "runs": []}
+    return json.loads((record if record.exists() else REPO / record).read_text())
+
+
 def heard_engines(runs: list[Path]) -> list[str]:
-    """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``).
+    """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``), plus those
+    of the shipped model the lineage started from (``earlier_lineage``).
 
     Read from the runs, not from corpus.md: a corpus can hold engines a lineage never heard (the
     shipped llm-9 read a list without round 6's Silero clips)."""
-    engines = set()
+    engines = set(earlier_lineage(runs)["engines"])
     for run in runs:
         for source in json.loads((run / "train_config.json").read_text())["train_sources"]:
             if source["type"] != "jsonl":
@@ -84,6 +100,9 @@ def main():
     args = parser.parse_args()
     checkpoint = Path(args.checkpoint)
     runs = [Path(r) for r in (args.runs or [checkpoint.parent])]
+    # Read before the shipped folder is replaced: the lineage may start from it.
+    earlier = earlier_lineage(runs)
+    engines = heard_engines(runs)
 
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))
@@ -112,7 +131,6 @@ def main():
 
     config = json.loads((TARGET / "config.json").read_text())
     corpus_md = (Path(args.corpus) / "corpus.md").read_text() if args.corpus and (Path(args.corpus) / "corpus.md").exists() else ""
-    engines = heard_engines(runs)
     licence = card_licence(engines)
     lines = [
         "---", f"license: {licence}", "language: [en]", "pipeline_tag: automatic-speech-recognition",
@@ -133,14 +151,21 @@ def main():
         "blank, a pull of output length toward embedding length), LLM stages add the next-token loss",
         "through the frozen LLM with the CTC loss kept beside it.",
     ]
+    if earlier["runs"]:
+        start = json.loads((runs[0] / "train_config.json").read_text())["init_from"]
+        lines.append(f"- Before these, the shipped model `{runs[0].name}` started from (`{start}` as it was then):")
+        lines += ["  " + line for line in earlier["runs"]]
+    run_lines = []
     for run in runs:
         summary = summarize_run(run)
         cfg = json.loads((run / "train_config.json").read_text())
         start = f" from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`" if cfg.get("init_from") else ""
-        lines.append(f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
-                     f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
-                     f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
-                     f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
+        run_lines.append(f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
+                         f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
+                         f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
+                         f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
+    lines += run_lines
+    (TARGET / LINEAGE).write_text(json.dumps({"engines": engines, "runs": earlier["runs"] + run_lines}, indent=1) + "\n")
     selection = checkpoint / "selection.json"
     if selection.exists():
         chosen = json.loads(selection.read_text())
