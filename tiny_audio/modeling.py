@@ -17,6 +17,7 @@ from transformers.utils import cached_file, logging
 
 from .configuration import ASRConfig
 from .ctc_decoding import CTCPrefixScorer
+from .ctc_head import log_probs_at
 from .pipeline import ASRPipeline
 from .processing import AUDIO_TOKEN_ID, encoder_frames
 from .projector import AudioProjector
@@ -262,12 +263,17 @@ class ASRModel(PreTrainedModel):
             table = table[candidates]
             targets = torch.searchsorted(candidates, targets)  # ids -> positions in the sampled table
             blank = int(torch.searchsorted(candidates, torch.tensor(blank, device=candidates.device)))
-        log_probs = self.ctc_logits(audio_embeds, table).log_softmax(-1)  # B, T, V'
-        ctc = nn.functional.ctc_loss(
-            log_probs.transpose(0, 1), targets, audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
-            blank=blank, reduction="mean", zero_infinity=True,
-        )
+        # CTC reads only the transcript tokens and the blank: score those columns (normalized over the
+        # whole table, plus one for all other tokens) at the real frames; padding frames stay 0 (ignored)
+        columns, positions = torch.unique(torch.cat([targets, targets.new_tensor([blank])]), return_inverse=True)
+        queries, keys = self.ctc_operands(audio_embeds, table)
         valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        log_probs = queries.new_zeros(*valid.shape, len(columns) + 1)  # B, T, C + 1
+        log_probs[valid] = log_probs_at(queries[valid], keys, columns)
+        ctc = nn.functional.ctc_loss(  # (log_softmax: an identity on whole rows that ctc_loss's gradient expects)
+            log_probs.log_softmax(-1).transpose(0, 1), positions[:-1], audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
+            blank=int(positions[-1]), reduction="mean", zero_infinity=True,
+        )
         length = audio_embeds[valid].float().norm(dim=-1) / self.typical_embedding_norm
         return ctc + NORM_WEIGHT * (length - 1).pow(2).mean()
 
