@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,6 +97,18 @@ def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, datas
 
     pipe = pipeline("automatic-speech-recognition", model=str(out / "final"), trust_remote_code=True, device="cpu")
     assert isinstance(pipe(str(dataset / "clip0.wav"))["text"], str)
+
+    # keep_run: the run in ~half the bytes, loadable as a starting point, its log kept for ship.py
+    from train.keep_run import keep
+    from tiny_audio import ASRModel
+
+    kept = keep(out, dest_root=tmp_path / "kept")
+    assert (kept / "log.csv").read_text() == (out / "log.csv").read_text()
+    assert (kept / "final" / "model.safetensors").stat().st_size < 0.6 * (out / "final" / "model.safetensors").stat().st_size
+    reloaded = ASRModel.from_pretrained(str(kept / "final")).state_dict()
+    for name, value in saved.items():
+        assert reloaded[name].dtype == torch.float32
+        torch.testing.assert_close(reloaded[name], value.to(torch.bfloat16).float())
 
 
 def test_resume_after_sigkill_continues_exactly(tower_dir, dataset, tmp_path):
