@@ -82,7 +82,7 @@ def read_log(out):
         return list(csv.DictReader(f))
 
 
-def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, dataset, tmp_path):
+def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, dataset, tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = run(overrides(tower_dir, dataset), out)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,6 +109,18 @@ def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, datas
     for name, value in saved.items():
         assert reloaded[name].dtype == torch.float32
         torch.testing.assert_close(reloaded[name], value.to(torch.bfloat16).float())
+
+    # ship.py from the kept run: the shipped folder holds the same bf16 projector and a card
+    from train import ship
+
+    monkeypatch.setattr(ship, "TARGET", tmp_path / "shipped")
+    monkeypatch.setattr(sys, "argv", ["ship.py", str(kept / "final"), "--runs", str(kept)])
+    ship.main()
+    shipped = load_file(tmp_path / "shipped" / "model.safetensors")
+    assert shipped.keys() == saved.keys() and all(v.dtype == torch.bfloat16 for v in shipped.values())
+    for name, value in saved.items():
+        torch.testing.assert_close(shipped[name], value.to(torch.bfloat16))
+    assert "Tiny Audio" in (tmp_path / "shipped" / "README.md").read_text()
 
 
 def test_resume_after_sigkill_continues_exactly(tower_dir, dataset, tmp_path):

@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 KEPT = REPO / "train" / "checkpoints"
 
 
+def save_bf16(source: Path, dest: Path) -> None:
+    """Rewrite a projector's safetensors in bf16 (source and dest may be the same file).
+
+    bf16 halves the file; from_pretrained loads it back into the fp32 projector parameters.
+    """
+    weights = load_file(str(source))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(dest),
+              metadata={"format": "pt"})
+
+
 def keep(run: Path, checkpoint: str = "final", dest_root: Path = KEPT) -> Path:
     source = run / checkpoint
     if not (source / "model.safetensors").exists():
@@ -31,10 +41,7 @@ def keep(run: Path, checkpoint: str = "final", dest_root: Path = KEPT) -> Path:
     for name in ("config.json", "selection.json"):
         if (source / name).exists():
             shutil.copy(source / name, dest / "final" / name)
-    # bf16 halves the file; from_pretrained loads it back into the fp32 projector parameters.
-    weights = load_file(str(source / "model.safetensors"))
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()},
-              str(dest / "final" / "model.safetensors"), metadata={"format": "pt"})
+    save_bf16(source / "model.safetensors", dest / "final" / "model.safetensors")
     return dest
 
 

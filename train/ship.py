@@ -11,13 +11,14 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
-import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
-from tiny_audio import ASRModel
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: train/ as a package
+from tiny_audio import ASRModel  # noqa: E402
+from train.keep_run import save_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "assets" / "default-model"
@@ -122,10 +123,7 @@ def main():
         if item.is_file():
             item.unlink()
     model.save_pretrained(TARGET)
-    # Projector weights in bf16 halve the file (10 MB); the model loads them into fp32 parameters.
-    weights = load_file(str(TARGET / "model.safetensors"))
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(TARGET / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_bf16(TARGET / "model.safetensors", TARGET / "model.safetensors")  # 10 MB instead of 20
     for png in args.curves:
         shutil.copy(png, TARGET / Path(png).name)
 
