@@ -16,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: train/ as a package
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # repo root: train/ as a package
 from tiny_audio import ASRModel  # noqa: E402
 from train.keep_run import save_bf16  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "assets" / "default-model"
 LINEAGE = "lineage.json"  # engines heard and card lines of the runs, left beside each shipped model
 
