@@ -119,6 +119,16 @@ def test_save_load_round_trip(tiny_config, tmp_path):
                    feature_lengths=batch["feature_lengths"]).logits
     assert torch.equal(a, b)
 
+    # weights_dtype: the file holds bf16 tensors at half the size; loading gives the rounded fp32 weights
+    model.save_pretrained(tmp_path / "bf16", weights_dtype=torch.bfloat16)
+    halved = load_file(tmp_path / "bf16" / "model.safetensors")
+    assert all(v.dtype == torch.bfloat16 for v in halved.values())
+    assert (tmp_path / "bf16" / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "model.safetensors").stat().st_size
+    reloaded = ASRModel.from_pretrained(tmp_path / "bf16").projector.state_dict()
+    for name, value in model.projector.state_dict().items():
+        assert reloaded[name].dtype == torch.float32
+        torch.testing.assert_close(reloaded[name], value.to(torch.bfloat16).float())
+
 
 def test_load_rejects_foreign_keys(tiny_config):
     model, _ = build(tiny_config)

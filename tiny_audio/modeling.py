@@ -344,9 +344,13 @@ class ASRModel(PreTrainedModel):
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
     # --- save / load: the projector only -------------------------------------------------
-    def save_pretrained(self, save_directory, **kwargs):
-        """Config + projector weights (safetensors) + the code that pipeline(trust_remote_code=True) needs."""
-        kwargs["state_dict"] = {f"projector.{k}": v.contiguous() for k, v in self.projector.state_dict().items()}
+    def save_pretrained(self, save_directory, weights_dtype: torch.dtype | None = None, **kwargs):
+        """Config + projector weights (safetensors) + the code that pipeline(trust_remote_code=True) needs.
+
+        ``weights_dtype`` (e.g. torch.bfloat16) stores the projector in that dtype: a shipped model
+        halves its file, and from_pretrained loads it back into the fp32 parameters."""
+        kwargs["state_dict"] = {f"projector.{k}": v.to(weights_dtype or v.dtype).contiguous()
+                                for k, v in self.projector.state_dict().items()}
         super().save_pretrained(save_directory, **kwargs)
         custom_object_save(ASRPipeline, save_directory)
 
