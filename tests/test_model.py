@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from conftest import tone
 from tiny_audio import ASRModel, ASRProcessor, AudioProjector
+from tiny_audio.modeling import normalize_frames
 from tiny_audio.processing import AUDIO_TOKEN_ID
 from tiny_audio.projector import projector_param_count
 
@@ -73,17 +74,47 @@ def test_only_projector_trains(tiny_config):
     assert any(not torch.equal(v, model.projector.state_dict()[k]) for k, v in projector_before.items())
 
 
-@pytest.mark.parametrize("encoder,decoder", [("whisper", "llama"), ("hubert", "smollm3"), ("wav2vec2", "llama")])
-def test_padding_does_not_change_a_clip(tiny_config, encoder, decoder):
-    model, processor = build(tiny_config, encoder, decoder)
+@pytest.mark.parametrize("mode", ["mean", "meanvar"])
+def test_frame_norm_uses_each_clips_valid_frames_only(mode):
+    torch.manual_seed(0)
+    frames = torch.randn(2, 9, 4) * 3 + torch.tensor([1.0, -2.0, 5.0, 0.5])  # channel offsets to take away
+    lengths = torch.tensor([9, 5])
+    frames[1, 5:] = 100.0  # junk in the padding must not leak into the statistics
+    out = normalize_frames(frames, lengths, mode)
+    for i, n in enumerate(lengths.tolist()):
+        valid = out[i, :n]
+        torch.testing.assert_close(valid.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+        if mode == "meanvar":
+            torch.testing.assert_close(valid.pow(2).mean(0), torch.ones(4), atol=1e-3, rtol=0)
+        else:  # centred only: the spread is the clip's own
+            torch.testing.assert_close(valid.std(0, unbiased=False), frames[i, :n].std(0, unbiased=False))
+        # the same clip alone (no padding) normalizes the same
+        torch.testing.assert_close(valid, normalize_frames(frames[i : i + 1, :n], lengths[i : i + 1], mode)[0])
+    assert out[1, 5:].abs().max() == 0
+    assert normalize_frames(frames, lengths, None) is frames
+
+
+def test_frame_norm_is_validated_and_saved(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match="frame_norm"):
+        tiny_config(frame_norm="std")
+    model, _ = build(tiny_config, frame_norm="meanvar")
+    model.save_pretrained(tmp_path)
+    assert ASRModel.from_pretrained(tmp_path).config.frame_norm == "meanvar"
+
+
+@pytest.mark.parametrize("encoder,decoder,frame_norm", [
+    ("whisper", "llama", None), ("hubert", "smollm3", None), ("wav2vec2", "llama", None), ("whisper", "llama", "meanvar"),
+])
+def test_padding_does_not_change_a_clip(tiny_config, encoder, decoder, frame_norm):
+    model, processor = build(tiny_config, encoder, decoder, frame_norm=frame_norm)
     clips = [tone(0.6, freq=300), tone(2.3, freq=500, seed=1), tone(1.1, freq=700, seed=2)]
     batch = processor(clips)
-    frames, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
+    embeds, lengths = model.audio_embeddings(batch["input_features"], batch["feature_lengths"])
     for i, clip in enumerate(clips):
         one = processor([clip])
-        f1, l1 = model.encode(one["input_features"], one["feature_lengths"])
+        e1, l1 = model.audio_embeddings(one["input_features"], one["feature_lengths"])
         assert l1.item() == lengths[i].item()
-        torch.testing.assert_close(frames[i, : l1.item()], f1[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(embeds[i, : l1.item()], e1[0], atol=1e-5, rtol=1e-4)
     # End to end: the batched transcript equals the one-by-one transcript (greedy).
     batched = processor.batch_decode(model.generate(**batch, num_beams=1, max_new_tokens=6))
     single = [processor.batch_decode(model.generate(**processor([c]), num_beams=1, max_new_tokens=6))[0] for c in clips]
