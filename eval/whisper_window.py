@@ -31,7 +31,7 @@ from tqdm import tqdm
 from eval.data import read_manifest
 from eval.metrics import normalize, wer
 from tiny_audio import ASRModel, ASRProcessor
-from tiny_audio.audio import load_audio
+from tiny_audio.audio import SAMPLE_RATE, load_audio
 from tiny_audio.presets import preset_config
 from tiny_audio.weights import ctranslate2_dir
 
@@ -67,7 +67,7 @@ def main() -> None:
             if not normalize(sample.text).strip():
                 continue  # nothing to score against
             audio = load_audio(sample.audio)
-            full = window_features(audio, sampling_rate=16000, return_tensors="pt").input_features
+            full = window_features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
             hyps["window"].append(decode(model.encoder(full).last_hidden_state))
             batch = processor.features([audio])
             frames, _ = model.encode(batch["input_features"], batch["feature_lengths"])

@@ -173,7 +173,7 @@ class ASRModel(PreTrainedModel):
         """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip."""
         k = self.config.downsample_rate
         frames = frames.to(self.projector.linear_1.weight.dtype)  # towers may be stored in another dtype
-        frames = normalize_frames(frames, frame_lengths, getattr(self.config, "frame_norm", None))
+        frames = normalize_frames(frames, frame_lengths, self.config.frame_norm)  # old configs load as None
         return self.projector(frames), (frame_lengths + k - 1) // k
 
     def merge_embeddings(self, input_ids, audio_embeds, audio_lengths) -> torch.Tensor:
