@@ -31,6 +31,11 @@ NORM_WEIGHT = 0.1  # weight of the output-length pull in the CTC loss
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, size) bool mask, True at each row's first lengths[b] positions (the real, unpadded ones)."""
+    return torch.arange(size, device=lengths.device) < lengths[:, None]
+
+
 def normalize_frames(frames: torch.Tensor, lengths: torch.Tensor, mode: str | None) -> torch.Tensor:
     """Per-clip normalization of encoder frames over time ("mean": subtract each channel's mean,
     "meanvar": and divide by its std), over each clip's valid frames only; padding stays zero.
@@ -38,7 +43,7 @@ def normalize_frames(frames: torch.Tensor, lengths: torch.Tensor, mode: str | No
     and real recordings do not share; measured in README item 15 (the CTC head reads real speech better)."""
     if not mode:
         return frames
-    valid = (torch.arange(frames.shape[1], device=frames.device) < lengths[:, None]).unsqueeze(-1)
+    valid = length_mask(lengths, frames.shape[1]).unsqueeze(-1)
     count = lengths.clamp(min=1)[:, None, None].to(frames.dtype)
     frames = frames - (frames * valid).sum(1, keepdim=True) / count
     if mode == "meanvar":
@@ -138,14 +143,14 @@ class ASRModel(PreTrainedModel):
         in self-attention, so a clip gives the same features alone or in a padded batch.
         """
         enc = self.encoder
-        mel_mask = (torch.arange(features.shape[-1], device=features.device) < mel_lengths[:, None]).unsqueeze(1)
+        mel_mask = length_mask(mel_lengths, features.shape[-1]).unsqueeze(1)
         x = nn.functional.gelu(enc.conv1(features)) * mel_mask  # B, C, T_mel
         x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)  # B, T, C (T = ceil(T_mel / 2))
         frames = x.shape[1]
         if frames > enc.embed_positions.num_embeddings:
             raise ValueError(f"audio gives {frames} encoder frames, above Whisper's {enc.embed_positions.num_embeddings} (30 s)")
         x = x + enc.embed_positions.weight[:frames].to(x.dtype)
-        valid = torch.arange(frames, device=x.device) < self.encoder_lengths(mel_lengths)[:, None]  # B, T
+        valid = length_mask(self.encoder_lengths(mel_lengths), frames)  # B, T
         mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
         mask = mask[:, None, None, :]  # B, 1, 1, T: padded keys get -inf
         for layer in enc.layers:
@@ -159,14 +164,14 @@ class ASRModel(PreTrainedModel):
             if self.config.encoder_type == "whisper":
                 hidden = self._whisper_encode(input_features.to(dtype), feature_lengths)
             else:
-                sample_mask = torch.arange(input_features.shape[1], device=input_features.device) < feature_lengths[:, None]
+                sample_mask = length_mask(feature_lengths, input_features.shape[1])
                 # Only models with layer-norm feature extractors were trained with attention masks.
                 use_mask = getattr(self.encoder.config, "feat_extract_norm", "layer") == "layer"
                 hidden = self.encoder(
                     input_features.to(dtype), attention_mask=sample_mask.long() if use_mask else None
                 ).last_hidden_state
         lengths = self.encoder_lengths(feature_lengths)
-        valid = torch.arange(hidden.shape[1], device=hidden.device) < lengths[:, None]
+        valid = length_mask(lengths, hidden.shape[1])
         return hidden * valid.unsqueeze(-1), lengths
 
     def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +188,7 @@ class ASRModel(PreTrainedModel):
         if not torch.equal(slots.cpu(), audio_lengths.cpu()):
             raise ValueError(f"prompts have {slots.tolist()} audio slots but the audio gives {audio_lengths.tolist()} embeddings")
         embeds = self.decoder.get_input_embeddings()(input_ids.masked_fill(audio_mask, 0))
-        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        valid = length_mask(audio_lengths, audio_embeds.shape[1])
         return embeds.masked_scatter(audio_mask.unsqueeze(-1), audio_embeds[valid].to(embeds.dtype))
 
     def audio_embeddings(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
@@ -283,7 +288,7 @@ class ASRModel(PreTrainedModel):
         # whole table, plus one for all other tokens) at the real frames; padding frames stay 0 (ignored)
         columns, positions = torch.unique(torch.cat([targets, targets.new_tensor([blank])]), return_inverse=True)
         queries, keys = self.ctc_operands(audio_embeds, table)
-        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        valid = length_mask(audio_lengths, audio_embeds.shape[1])
         log_probs = queries.new_zeros(*valid.shape, len(columns) + 1)  # B, T, C + 1
         log_probs[valid] = log_probs_at(queries[valid], keys, columns)
         ctc = nn.functional.ctc_loss(  # (log_softmax: an identity on whole rows that ctc_loss's gradient expects)
