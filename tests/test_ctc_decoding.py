@@ -74,3 +74,15 @@ def test_generate_with_ctc_weight_matches_one_by_one(tiny_config):
         assert torch.equal(batched[i, :width], alone[0])
     plain = model.generate(**processor(clips), ctc_weight=0.0)
     assert plain.shape[0] == 2
+
+
+def test_ctc_top_k_reaches_the_scorer_from_config_and_call(tiny_config):
+    model, processor = build(tiny_config, generation={"max_new_tokens": 4, "num_beams": 1, "ctc_weight": 0.5, "ctc_top_k": 5})
+    model.config.ctc_blank_id = 3
+    made = []
+    original = model.ctc_prefix_scorer
+    model.ctc_prefix_scorer = lambda *args, **kwargs: made.append(original(*args, **kwargs)) or made[-1]
+    batch = processor([tone(1.0)])
+    model.generate(**batch)
+    model.generate(**batch, ctc_top_k=2)
+    assert [s.top_k for s in made] == [5, 2]

@@ -12,6 +12,7 @@ GENERATION_DEFAULTS = {
     "length_penalty": 1.0,
     "repetition_penalty": 1.0,
     "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
+    "ctc_top_k": 8,  # joint decoding: how many of the LLM's next tokens the CTC score may choose among
 }
 
 

@@ -318,7 +318,8 @@ class ASRModel(PreTrainedModel):
             out.append(ids)
         return out
 
-    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int) -> CTCPrefixScorer:
+    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int,
+                          top_k: int = 8) -> CTCPrefixScorer:
         """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
@@ -328,7 +329,7 @@ class ASRModel(PreTrainedModel):
         def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
             return torch.einsum("ntd,nkd->nkt", queries[clips], keys[candidates]) - norm[clips][:, None, :]
 
-        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight)
+        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight, top_k)
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -340,7 +341,7 @@ class ASRModel(PreTrainedModel):
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
-        ctc_weight = generate_kwargs.pop("ctc_weight")
+        ctc_weight, ctc_top_k = generate_kwargs.pop("ctc_weight"), generate_kwargs.pop("ctc_top_k")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -359,7 +360,8 @@ class ASRModel(PreTrainedModel):
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
         if ctc_weight and self.config.ctc_blank_id is not None:
             eos = generate_kwargs["eos_token_id"]
-            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos)
+            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
+                                            ctc_top_k)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
