@@ -12,6 +12,7 @@ GENERATION_DEFAULTS = {
     "length_penalty": 1.0,
     "repetition_penalty": 1.0,
     "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
+    "ctc_top_k": 8,  # joint decoding: how many of the LLM's next tokens the CTC score may choose among
 }
 
 
@@ -40,10 +41,13 @@ class ASRConfig(PretrainedConfig):
         frozen_dtype: str = "float32",  # storage dtype of the frozen towers
         autocast_dtype: str | None = None,  # pipeline compute dtype under torch.autocast (None: the towers' dtype)
         ctc_blank_id: int | None = None,  # the token the projector's CTC head was trained with as blank (train.py sets it)
+        frame_norm: str | None = None,  # None | "mean" | "meanvar": per-clip normalization of encoder frames over time
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):
             raise ValueError(f"encoder_type must be whisper, hubert or wav2vec2, got {encoder_type!r}")
+        if frame_norm not in (None, "mean", "meanvar"):
+            raise ValueError(f"frame_norm must be None, 'mean' or 'meanvar', got {frame_norm!r}")
         self.encoder_name_or_path = encoder_name_or_path
         self.decoder_name_or_path = decoder_name_or_path
         self.weights_source = weights_source
@@ -57,6 +61,7 @@ class ASRConfig(PretrainedConfig):
         self.frozen_dtype = frozen_dtype
         self.autocast_dtype = autocast_dtype
         self.ctc_blank_id = ctc_blank_id
+        self.frame_norm = frame_norm
         # Route the stock "automatic-speech-recognition" task to our pipeline, for this model only.
         kwargs.setdefault("custom_pipelines", {"automatic-speech-recognition": CUSTOM_PIPELINE})
         super().__init__(**kwargs)

@@ -17,6 +17,7 @@ from transformers.utils import cached_file, logging
 
 from .configuration import ASRConfig
 from .ctc_decoding import CTCPrefixScorer
+from .ctc_head import log_probs_at
 from .pipeline import ASRPipeline
 from .processing import AUDIO_TOKEN_ID, encoder_frames
 from .projector import AudioProjector
@@ -28,6 +29,26 @@ ENCODER_FRAME_SECONDS = 0.02  # Whisper, HuBERT and wav2vec2 all emit 50 frames 
 CTC_SCALE = 30.0  # cosine -> logit scale of the CTC head (as in cosine-softmax classifiers)
 NORM_WEIGHT = 0.1  # weight of the output-length pull in the CTC loss
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, size) bool mask, True at each row's first lengths[b] positions (the real, unpadded ones)."""
+    return torch.arange(size, device=lengths.device) < lengths[:, None]
+
+
+def normalize_frames(frames: torch.Tensor, lengths: torch.Tensor, mode: str | None) -> torch.Tensor:
+    """Per-clip normalization of encoder frames over time ("mean": subtract each channel's mean,
+    "meanvar": and divide by its std), over each clip's valid frames only; padding stays zero.
+    Why: it takes away per-clip offsets (voice, microphone, room) that the synthetic training voices
+    and real recordings do not share; measured in README item 15 (the CTC head reads real speech better)."""
+    if not mode:
+        return frames
+    valid = length_mask(lengths, frames.shape[1]).unsqueeze(-1)
+    count = lengths.clamp(min=1)[:, None, None].to(frames.dtype)
+    frames = frames - (frames * valid).sum(1, keepdim=True) / count
+    if mode == "meanvar":
+        frames = frames / ((frames * valid).pow(2).sum(1, keepdim=True) / count + 1e-5).sqrt()
+    return frames * valid
 
 
 class PerClipLengthCap(StoppingCriteria):
@@ -122,14 +143,14 @@ class ASRModel(PreTrainedModel):
         in self-attention, so a clip gives the same features alone or in a padded batch.
         """
         enc = self.encoder
-        mel_mask = (torch.arange(features.shape[-1], device=features.device) < mel_lengths[:, None]).unsqueeze(1)
+        mel_mask = length_mask(mel_lengths, features.shape[-1]).unsqueeze(1)
         x = nn.functional.gelu(enc.conv1(features)) * mel_mask  # B, C, T_mel
         x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)  # B, T, C (T = ceil(T_mel / 2))
         frames = x.shape[1]
         if frames > enc.embed_positions.num_embeddings:
             raise ValueError(f"audio gives {frames} encoder frames, above Whisper's {enc.embed_positions.num_embeddings} (30 s)")
         x = x + enc.embed_positions.weight[:frames].to(x.dtype)
-        valid = torch.arange(frames, device=x.device) < self.encoder_lengths(mel_lengths)[:, None]  # B, T
+        valid = length_mask(self.encoder_lengths(mel_lengths), frames)  # B, T
         mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
         mask = mask[:, None, None, :]  # B, 1, 1, T: padded keys get -inf
         for layer in enc.layers:
@@ -143,20 +164,21 @@ class ASRModel(PreTrainedModel):
             if self.config.encoder_type == "whisper":
                 hidden = self._whisper_encode(input_features.to(dtype), feature_lengths)
             else:
-                sample_mask = torch.arange(input_features.shape[1], device=input_features.device) < feature_lengths[:, None]
+                sample_mask = length_mask(feature_lengths, input_features.shape[1])
                 # Only models with layer-norm feature extractors were trained with attention masks.
                 use_mask = getattr(self.encoder.config, "feat_extract_norm", "layer") == "layer"
                 hidden = self.encoder(
                     input_features.to(dtype), attention_mask=sample_mask.long() if use_mask else None
                 ).last_hidden_state
         lengths = self.encoder_lengths(feature_lengths)
-        valid = torch.arange(hidden.shape[1], device=hidden.device) < lengths[:, None]
+        valid = length_mask(lengths, hidden.shape[1])
         return hidden * valid.unsqueeze(-1), lengths
 
     def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip."""
         k = self.config.downsample_rate
         frames = frames.to(self.projector.linear_1.weight.dtype)  # towers may be stored in another dtype
+        frames = normalize_frames(frames, frame_lengths, self.config.frame_norm)  # old configs load as None
         return self.projector(frames), (frame_lengths + k - 1) // k
 
     def merge_embeddings(self, input_ids, audio_embeds, audio_lengths) -> torch.Tensor:
@@ -166,7 +188,7 @@ class ASRModel(PreTrainedModel):
         if not torch.equal(slots.cpu(), audio_lengths.cpu()):
             raise ValueError(f"prompts have {slots.tolist()} audio slots but the audio gives {audio_lengths.tolist()} embeddings")
         embeds = self.decoder.get_input_embeddings()(input_ids.masked_fill(audio_mask, 0))
-        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
+        valid = length_mask(audio_lengths, audio_embeds.shape[1])
         return embeds.masked_scatter(audio_mask.unsqueeze(-1), audio_embeds[valid].to(embeds.dtype))
 
     def audio_embeddings(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
@@ -262,12 +284,17 @@ class ASRModel(PreTrainedModel):
             table = table[candidates]
             targets = torch.searchsorted(candidates, targets)  # ids -> positions in the sampled table
             blank = int(torch.searchsorted(candidates, torch.tensor(blank, device=candidates.device)))
-        log_probs = self.ctc_logits(audio_embeds, table).log_softmax(-1)  # B, T, V'
-        ctc = nn.functional.ctc_loss(
-            log_probs.transpose(0, 1), targets, audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
-            blank=blank, reduction="mean", zero_infinity=True,
+        # CTC reads only the transcript tokens and the blank: score those columns (normalized over the
+        # whole table, plus one for all other tokens) at the real frames; padding frames stay 0 (ignored)
+        columns, positions = torch.unique(torch.cat([targets, targets.new_tensor([blank])]), return_inverse=True)
+        queries, keys = self.ctc_operands(audio_embeds, table)
+        valid = length_mask(audio_lengths, audio_embeds.shape[1])
+        log_probs = queries.new_zeros(*valid.shape, len(columns) + 1)  # B, T, C + 1
+        log_probs[valid] = log_probs_at(queries[valid], keys, columns)
+        ctc = nn.functional.ctc_loss(  # (log_softmax: an identity on whole rows that ctc_loss's gradient expects)
+            log_probs.log_softmax(-1).transpose(0, 1), positions[:-1], audio_lengths.cpu(), torch.tensor([len(r) for r in rows]),
+            blank=int(positions[-1]), reduction="mean", zero_infinity=True,
         )
-        valid = torch.arange(audio_embeds.shape[1], device=audio_embeds.device) < audio_lengths[:, None]
         length = audio_embeds[valid].float().norm(dim=-1) / self.typical_embedding_norm
         return ctc + NORM_WEIGHT * (length - 1).pow(2).mean()
 
@@ -291,7 +318,8 @@ class ASRModel(PreTrainedModel):
             out.append(ids)
         return out
 
-    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int) -> CTCPrefixScorer:
+    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int,
+                          top_k: int = 8) -> CTCPrefixScorer:
         """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
@@ -301,7 +329,7 @@ class ASRModel(PreTrainedModel):
         def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
             return torch.einsum("ntd,nkd->nkt", queries[clips], keys[candidates]) - norm[clips][:, None, :]
 
-        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight)
+        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight, top_k)
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -313,7 +341,7 @@ class ASRModel(PreTrainedModel):
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
-        ctc_weight = generate_kwargs.pop("ctc_weight")
+        ctc_weight, ctc_top_k = generate_kwargs.pop("ctc_weight"), generate_kwargs.pop("ctc_top_k")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -332,15 +360,20 @@ class ASRModel(PreTrainedModel):
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
         if ctc_weight and self.config.ctc_blank_id is not None:
             eos = generate_kwargs["eos_token_id"]
-            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos)
+            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
+                                            ctc_top_k)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
     # --- save / load: the projector only -------------------------------------------------
-    def save_pretrained(self, save_directory, **kwargs):
-        """Config + projector weights (safetensors) + the code that pipeline(trust_remote_code=True) needs."""
-        kwargs["state_dict"] = {f"projector.{k}": v.contiguous() for k, v in self.projector.state_dict().items()}
+    def save_pretrained(self, save_directory, weights_dtype: torch.dtype | None = None, **kwargs):
+        """Config + projector weights (safetensors) + the code that pipeline(trust_remote_code=True) needs.
+
+        ``weights_dtype`` (e.g. torch.bfloat16) stores the projector in that dtype: a shipped model
+        halves its file, and from_pretrained loads it back into the fp32 parameters."""
+        kwargs["state_dict"] = {f"projector.{k}": v.to(weights_dtype or v.dtype).contiguous()
+                                for k, v in self.projector.state_dict().items()}
         super().save_pretrained(save_directory, **kwargs)
         custom_object_save(ASRPipeline, save_directory)
 

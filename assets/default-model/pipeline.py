@@ -14,7 +14,7 @@ from transformers import Pipeline
 from .audio import SAMPLE_RATE, load_audio, split_long_audio
 from .processing import ASRProcessor
 
-GENERATE_KEYS = ("max_new_tokens", "num_beams", "length_penalty", "repetition_penalty", "ctc_weight")
+GENERATE_KEYS = ("max_new_tokens", "num_beams", "length_penalty", "repetition_penalty", "ctc_weight", "ctc_top_k")
 
 
 class ASRPipeline(Pipeline):
