@@ -22,13 +22,14 @@ NEG_INF = float("-inf")
 
 class CTCPrefixScorer(LogitsProcessor):
     def __init__(self, ctc_log_probs, blank_log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int,
-                 eos_token_id: int, weight: float, top_k: int = 8):
+                 eos_token_id: int, weight: float, top_k: int):
         """``ctc_log_probs(rows, candidates)`` -> (N, K, T) log-probs of candidate tokens per frame;
         ``blank_log_probs`` (N, T); ``lengths`` (N,) valid frames per row (rows = clips x beams).
 
-        Only the LLM's top-k are candidates (``generation.ctc_top_k``: 64 instead of 8 took the shipped
-        weights from 42.91% to 39.96% WER on 305 real prompts, README item 16). Adding the tokens the CTC head itself ranks first or
-        second at any frame made it worse (real speech, 60 prompts: 54.9% -> 56.3% WER)."""
+        Only the LLM's ``top_k`` are candidates (``generation.ctc_top_k``, where its default lives: 64
+        instead of 8 took the shipped weights from 42.91% to 39.96% WER on 305 real prompts, README
+        item 16). Adding the tokens the CTC head itself ranks first or second at any frame made it
+        worse (real speech, 60 prompts: 54.9% -> 56.3% WER)."""
         self.token_log_probs = ctc_log_probs
         self.blank = blank_log_probs.float()
         self.blank_id = blank_id

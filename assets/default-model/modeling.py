@@ -319,7 +319,7 @@ class ASRModel(PreTrainedModel):
         return out
 
     def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int,
-                          top_k: int = 8) -> CTCPrefixScorer:
+                          top_k: int) -> CTCPrefixScorer:
         """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
