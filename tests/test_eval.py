@@ -10,13 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import tone
-from eval import bench, eval as evaluation, make_asterisk_manifest, make_package_speech_manifest as package_speech
+from eval import bench, ctc_best_path, eval as evaluation, make_asterisk_manifest, make_package_speech_manifest as package_speech
 from eval.data import HUB_SETS, open_dataset, stream_hub
 from eval.metrics import align, frequent_errors, normalize, paired_bootstrap, rtfx, wer, wer_by_duration
 from eval.providers import AssemblyAI, AssemblyAIError, ClipErrors, make_provider
-from tiny_audio import ASRModel, load_audio
+from tiny_audio import ASRModel, ASRProcessor, load_audio
 
 FOX = "The quick brown fox jumps over the lazy dog."
 CALL = "Please call me back tomorrow morning."
@@ -533,3 +534,55 @@ def test_bench_table_reports_ratios_ours_over_peer():
 
     text = bench.table([result("tiny-audio", 2.0, 6.0, 1.0, 900, 10.0), result("faster-whisper int8", 8.0, 12.0, 0.5, 300, 2.0)], 4)
     assert "| faster-whisper int8 | 0.25 | 0.5 | 2 | 2 | 2 | 3 | 5 |" in text
+
+
+# --- CTC best path of projectors ------------------------------------------------------------
+
+def test_best_path_merges_repeats_and_drops_blanks():
+    blank = 0
+    frames = [1, 1, 0, 1, 2, 2, 0, 0, 3]  # argmax per position: "1 1" merges, "1 _ 1" stays two
+    log_probs = torch.nn.functional.one_hot(torch.tensor(frames), 4).float().log()
+    assert ctc_best_path.best_path(log_probs, blank) == [1, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def ctc_checkpoints(tiny_config, tmp_path_factory):
+    """Two tiny checkpoints with different random projectors and the same towers and blank."""
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path_factory.mktemp(f"ctc_ckpt{seed}")
+        ASRModel(tiny_config("whisper", "llama", ctc_blank_id=5)).save_pretrained(path)
+        paths.append(path)
+    return paths
+
+
+def test_ctc_best_path_scores_each_projector_as_its_own_ctc_greedy(ctc_checkpoints, manifest, capsys):
+    results = ctc_best_path.main(["--model", *map(str, ctc_checkpoints), str(ctc_checkpoints[0]),
+                                  "--dataset", str(manifest), "--ensemble"])
+    names = [name for name, _ in results]
+    assert names == [*map(str, ctc_checkpoints), str(ctc_checkpoints[0]), "mean of the above"]
+    # The corrupt and the missing clip are skipped as eval.py skips them: fox and call are scored.
+    refs, audio = [FOX, CALL], [load_audio(manifest.parent / "clips" / n) for n in ("fox.wav", "call.wav")]
+    for (name, scores), path in zip(results, ctc_checkpoints):
+        model = ASRModel.from_pretrained(path).eval()
+        processor = ASRProcessor.from_config(model.config)
+        features = processor.features(audio)
+        with torch.no_grad():
+            embeds = model.project(*model.encode(features["input_features"], features["feature_lengths"]))
+        hyps = processor.tokenizer.batch_decode(model.ctc_greedy(*embeds, blank=5))
+        assert scores == wer(refs, [h.strip() for h in hyps])
+    assert results[0][1] == results[2][1]  # the same folder twice scores the same
+    table = capsys.readouterr().out
+    assert "2 clips" in table and table.count("\n| ") == 5  # header and four rows
+
+
+def test_ctc_best_path_refuses_models_that_differ_beyond_the_projector(ctc_checkpoints, tiny_config, manifest, tmp_path):
+    other = tmp_path / "other-blank"
+    ASRModel(tiny_config("whisper", "llama", ctc_blank_id=6)).save_pretrained(other)
+    with pytest.raises(SystemExit, match="differs .* in ctc_blank_id"):
+        ctc_best_path.main(["--model", str(ctc_checkpoints[0]), str(other), "--dataset", str(manifest)])
+    no_head = tmp_path / "no-head"
+    ASRModel(tiny_config("whisper", "llama")).save_pretrained(no_head)
+    with pytest.raises(SystemExit, match="no ctc_blank_id"):
+        ctc_best_path.main(["--model", str(no_head), "--dataset", str(manifest)])

@@ -1,0 +1,138 @@
+"""CTC best-path WER of projectors: how many words a projector carries before the LLM reads them.
+
+    python eval/ctc_best_path.py --model assets/default-model train/checkpoints/ctc-n2/final \\
+        --dataset ~/.cache/tiny_audio/asterisk.jsonl [--max-samples 50] [--ensemble]
+
+Each model folder's projector scores its outputs against the LLM's token embeddings
+(``ASRModel.ctc_logits``); the best path (argmax per position, repeats merged, blanks dropped) is
+the transcript. The folders must share the encoder, the LLM and the CTC blank (only the projector
+and its ``frame_norm`` may differ), so the encoder runs once per clip and each further projector
+costs a few seconds. ``--ensemble`` also scores the mean of all models' log-probabilities.
+A folder needs only config.json and model.safetensors (train/checkpoints/*/final will do).
+
+This is the measure the README's training notes quote as "CTC best path"; it is not how the
+shipped model decodes (joint CTC/LLM, tiny_audio/ctc_decoding.py): use eval/eval.py for that.
+Clips are scored as eval/eval.py scores them (Whisper's English normalizer, corpus WER).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
+from transformers.utils import cached_file
+
+if __package__ in (None, ""):  # run as a script: the repo root goes first, so `eval` is this package
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from eval.data import open_dataset
+from eval.metrics import normalize, wer
+from tiny_audio import ASRConfig, ASRModel, ASRProcessor, load_audio
+from tiny_audio.audio import SAMPLE_RATE, split_long_audio
+
+SHARED = ("encoder_name_or_path", "decoder_name_or_path", "encoder_type", "downsample_rate", "ctc_blank_id")
+
+
+def best_path(log_probs: torch.Tensor, blank: int) -> list[int]:
+    """(T, V) -> token ids: argmax per position, repeats merged, blanks dropped."""
+    ids, previous = [], None
+    for token in log_probs.argmax(-1).tolist():
+        if token != previous and token != blank:
+            ids.append(token)
+        previous = token
+    return ids
+
+
+@torch.no_grad()
+def encode_clips(model: ASRModel, processor: ASRProcessor, audio: list) -> list[list[tuple[torch.Tensor, int]]]:
+    """Encoder frames of each clip, split at quiet points past the encoder's window as the pipeline splits."""
+    limit = processor.max_seconds
+    clips = []
+    for samples in tqdm(audio, desc="encoding", unit="clip"):
+        pieces = split_long_audio(samples, limit) if limit and len(samples) > limit * SAMPLE_RATE else [samples]
+        encoded = []
+        for piece in pieces:
+            features = processor.features([piece])
+            frames, lengths = model.encode(features["input_features"], features["feature_lengths"])
+            encoded.append((frames[0, : lengths[0]].float(), int(lengths[0])))
+        clips.append(encoded)
+    return clips
+
+
+@torch.no_grad()
+def projector_log_probs(model: ASRModel, clips) -> list[list[torch.Tensor]]:
+    """Per clip, per piece: (positions, vocabulary) CTC log-probs of the model's current projector."""
+    table = model.decoder.get_input_embeddings().weight
+    out = []
+    for pieces in clips:
+        row = []
+        for frames, n in pieces:
+            embeds, lengths = model.project(frames[None], torch.tensor([n]))
+            row.append(model.ctc_logits(embeds, table)[0, : lengths[0]].log_softmax(-1))
+        out.append(row)
+    return out
+
+
+def readable(samples) -> tuple[list, list]:
+    """The samples eval/eval.py scores, with their audio: empty references and unreadable audio are skipped."""
+    kept, audio = [], []
+    for sample in samples:
+        try:
+            if not normalize(sample.text or ""):
+                raise ValueError("reference is empty after normalization (nothing to score)")
+            audio.append(load_audio(sample.audio))
+            kept.append(sample)
+        except (ValueError, OSError) as err:
+            print(f"skipped {sample.id}: {err}", file=sys.stderr)
+    return kept, audio
+
+
+def transcripts(log_probs, blank: int, tokenizer) -> list[str]:
+    return [tokenizer.decode([t for piece in row for t in best_path(piece, blank)]).strip() for row in log_probs]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", nargs="+", required=True, help="checkpoint folders (config.json + model.safetensors)")
+    parser.add_argument("--dataset", required=True, help="a .jsonl manifest or an audio folder (see eval/data.py)")
+    parser.add_argument("--max-samples", type=int)
+    parser.add_argument("--ensemble", action="store_true", help="also score the mean of the models' log-probs")
+    args = parser.parse_args(argv)
+
+    configs = [ASRConfig.from_pretrained(m) for m in args.model]
+    for path, config in zip(args.model[1:], configs[1:]):
+        differ = [k for k in SHARED if getattr(config, k) != getattr(configs[0], k)]
+        if differ:
+            raise SystemExit(f"{path} differs from {args.model[0]} in {', '.join(differ)}: only projectors may differ")
+    blank = configs[0].ctc_blank_id
+    if blank is None:
+        raise SystemExit(f"{args.model[0]} has no ctc_blank_id: it was not trained with a CTC head")
+
+    model = ASRModel.from_pretrained(args.model[0]).eval()
+    processor = ASRProcessor.from_config(model.config)
+    samples, audio = readable(open_dataset(args.dataset, max_samples=args.max_samples).samples)
+    refs = [s.text for s in samples]
+    clips = encode_clips(model, processor, audio)
+
+    results, all_log_probs = [], []
+    for path, config in zip(args.model, configs):
+        model.config.frame_norm = config.frame_norm
+        model.load_projector(load_file(cached_file(path, "model.safetensors")))
+        log_probs = projector_log_probs(model, clips)
+        all_log_probs.append(log_probs)
+        results.append((path, wer(refs, transcripts(log_probs, blank, processor.tokenizer))))
+    if args.ensemble and len(args.model) > 1:
+        mean = [[sum(parts) / len(parts) for parts in zip(*rows)] for rows in zip(*all_log_probs)]
+        results.append(("mean of the above", wer(refs, transcripts(mean, blank, processor.tokenizer))))
+
+    print(f"\nCTC best path, {len(samples)} clips of {args.dataset}\n")
+    print("| model | WER | CER | sub | ins | del |\n|---|---|---|---|---|---|")
+    for name, r in results:
+        print(f"| {name} | {100 * r['wer']:.2f}% | {100 * r['cer']:.2f}% | {r['substitutions']} | {r['insertions']} | {r['deletions']} |")
+    return results
+
+
+if __name__ == "__main__":
+    main()
