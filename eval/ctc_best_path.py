@@ -5,7 +5,7 @@
 
 Each model folder's projector scores its outputs against the LLM's token embeddings
 (``ASRModel.ctc_logits``); the best path (argmax per position, repeats merged, blanks dropped) is
-the transcript. The folders must share the encoder, the LLM and the CTC blank (only the projector
+the transcript (``tiny_audio.modeling.ctc_collapse``, as ``ASRModel.ctc_greedy``). The folders must share the encoder, the LLM and the CTC blank (only the projector
 and its ``frame_norm`` may differ), so the encoder runs once per clip and each further projector
 costs a few seconds. ``--ensemble`` also scores the mean of all models' log-probabilities.
 A folder needs only config.json and model.safetensors (train/checkpoints/*/final will do).
@@ -28,21 +28,13 @@ if __package__ in (None, ""):  # run as a script: the repo root goes first, so `
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from eval.data import open_dataset
-from eval.metrics import normalize, wer
-from tiny_audio import ASRConfig, ASRModel, ASRProcessor, load_audio
-from tiny_audio.audio import SAMPLE_RATE, split_long_audio
+from eval.eval import scorable_audio
+from eval.metrics import wer
+from tiny_audio import ASRConfig, ASRModel, ASRProcessor
+from tiny_audio.audio import split_long_audio
+from tiny_audio.modeling import ctc_collapse
 
 SHARED = ("encoder_name_or_path", "decoder_name_or_path", "encoder_type", "downsample_rate", "ctc_blank_id")
-
-
-def best_path(log_probs: torch.Tensor, blank: int) -> list[int]:
-    """(T, V) -> token ids: argmax per position, repeats merged, blanks dropped."""
-    ids, previous = [], None
-    for token in log_probs.argmax(-1).tolist():
-        if token != previous and token != blank:
-            ids.append(token)
-        previous = token
-    return ids
 
 
 @torch.no_grad()
@@ -51,7 +43,7 @@ def encode_clips(model: ASRModel, processor: ASRProcessor, audio: list) -> list[
     limit = processor.max_seconds
     clips = []
     for samples in tqdm(audio, desc="encoding", unit="clip"):
-        pieces = split_long_audio(samples, limit) if limit and len(samples) > limit * SAMPLE_RATE else [samples]
+        pieces = split_long_audio(samples, limit) if limit else [samples]  # short clips stay whole
         encoded = []
         for piece in pieces:
             features = processor.features([piece])
@@ -76,13 +68,11 @@ def projector_log_probs(model: ASRModel, clips) -> list[list[torch.Tensor]]:
 
 
 def readable(samples) -> tuple[list, list]:
-    """The samples eval/eval.py scores, with their audio: empty references and unreadable audio are skipped."""
+    """The samples eval/eval.py scores, with their audio; the others are skipped with the reason."""
     kept, audio = [], []
     for sample in samples:
         try:
-            if not normalize(sample.text or ""):
-                raise ValueError("reference is empty after normalization (nothing to score)")
-            audio.append(load_audio(sample.audio))
+            audio.append(scorable_audio(sample))
             kept.append(sample)
         except (ValueError, OSError) as err:
             print(f"skipped {sample.id}: {err}", file=sys.stderr)
@@ -90,7 +80,7 @@ def readable(samples) -> tuple[list, list]:
 
 
 def transcripts(log_probs, blank: int, tokenizer) -> list[str]:
-    return [tokenizer.decode([t for piece in row for t in best_path(piece, blank)]).strip() for row in log_probs]
+    return [tokenizer.decode([t for piece in row for t in ctc_collapse(piece.argmax(-1).tolist(), blank)]).strip() for row in log_probs]
 
 
 def main(argv=None):
@@ -116,16 +106,16 @@ def main(argv=None):
     refs = [s.text for s in samples]
     clips = encode_clips(model, processor, audio)
 
-    results, all_log_probs = [], []
+    results, total = [], None  # total: the running sum of log-probs, for --ensemble (one model's worth of memory)
     for path, config in zip(args.model, configs):
         model.config.frame_norm = config.frame_norm
         model.load_projector(load_file(cached_file(path, "model.safetensors")))
         log_probs = projector_log_probs(model, clips)
-        all_log_probs.append(log_probs)
         results.append((path, wer(refs, transcripts(log_probs, blank, processor.tokenizer))))
-    if args.ensemble and len(args.model) > 1:
-        mean = [[sum(parts) / len(parts) for parts in zip(*rows)] for rows in zip(*all_log_probs)]
-        results.append(("mean of the above", wer(refs, transcripts(mean, blank, processor.tokenizer))))
+        if args.ensemble:
+            total = log_probs if total is None else [[a + b for a, b in zip(*rows)] for rows in zip(total, log_probs)]
+    if args.ensemble and len(args.model) > 1:  # argmax of the sum = argmax of the mean
+        results.append(("mean of the above", wer(refs, transcripts(total, blank, processor.tokenizer))))
 
     print(f"\nCTC best path, {len(samples)} clips of {args.dataset}\n")
     print("| model | WER | CER | sub | ins | del |\n|---|---|---|---|---|---|")

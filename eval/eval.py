@@ -44,6 +44,15 @@ def batches(samples, size: int):
         yield batch
 
 
+def scorable_audio(sample: Sample):
+    """The sample's 16 kHz audio; ValueError / OSError when it cannot be scored (empty reference, unreadable audio)."""
+    if not normalize(sample.text or ""):
+        raise ValueError("reference is empty after normalization (nothing to score)")
+    from tiny_audio import load_audio  # imported where used, as evaluate does
+
+    return load_audio(sample.audio)
+
+
 def evaluate(provider, samples, batch_size: int = 1, total: int | None = None) -> dict:
     """Transcribe and score every readable sample; unreadable or failed ones are skipped and listed.
 
@@ -51,7 +60,7 @@ def evaluate(provider, samples, batch_size: int = 1, total: int | None = None) -
     """
     from tqdm import tqdm
 
-    from tiny_audio import SAMPLE_RATE, load_audio
+    from tiny_audio import SAMPLE_RATE
 
     predictions, skipped = [], []
     audio_seconds = compute_seconds = 0.0
@@ -61,9 +70,7 @@ def evaluate(provider, samples, batch_size: int = 1, total: int | None = None) -
         clips = []  # (sample, 16 kHz audio)
         for sample in batch:
             try:
-                if not normalize(sample.text or ""):
-                    raise ValueError("reference is empty after normalization (nothing to score)")
-                clips.append((sample, load_audio(sample.audio)))
+                clips.append((sample, scorable_audio(sample)))
             except (ValueError, OSError) as err:
                 skipped.append({"id": sample.id, "audio": sample.where, "reason": str(err)})
         if not clips:

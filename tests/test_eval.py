@@ -18,6 +18,7 @@ from eval.data import HUB_SETS, open_dataset, stream_hub
 from eval.metrics import align, frequent_errors, normalize, paired_bootstrap, rtfx, wer, wer_by_duration
 from eval.providers import AssemblyAI, AssemblyAIError, ClipErrors, make_provider
 from tiny_audio import ASRModel, ASRProcessor, load_audio
+from tiny_audio.modeling import ctc_collapse
 
 FOX = "The quick brown fox jumps over the lazy dog."
 CALL = "Please call me back tomorrow morning."
@@ -538,11 +539,9 @@ def test_bench_table_reports_ratios_ours_over_peer():
 
 # --- CTC best path of projectors ------------------------------------------------------------
 
-def test_best_path_merges_repeats_and_drops_blanks():
-    blank = 0
-    frames = [1, 1, 0, 1, 2, 2, 0, 0, 3]  # argmax per position: "1 1" merges, "1 _ 1" stays two
-    log_probs = torch.nn.functional.one_hot(torch.tensor(frames), 4).float().log()
-    assert ctc_best_path.best_path(log_probs, blank) == [1, 1, 2, 3]
+def test_ctc_collapse_merges_repeats_and_drops_blanks():
+    best = [1, 1, 0, 1, 2, 2, 0, 0, 3]  # "1 1" merges, "1 _ 1" stays two
+    assert ctc_collapse(best, blank=0) == [1, 1, 2, 3]
 
 
 @pytest.fixture(scope="module")

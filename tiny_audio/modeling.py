@@ -51,6 +51,16 @@ def normalize_frames(frames: torch.Tensor, lengths: torch.Tensor, mode: str | No
     return frames * valid
 
 
+def ctc_collapse(best: list[int], blank: int) -> list[int]:
+    """A CTC best path (one token per position) -> its labels: repeats merged, blanks dropped."""
+    ids, previous = [], None
+    for token in best:
+        if token != previous and token != blank:
+            ids.append(token)
+        previous = token
+    return ids
+
+
 class PerClipLengthCap(StoppingCriteria):
     """Stops each sequence at its own number of new tokens (generate's max_new_tokens is per batch)."""
 
@@ -308,15 +318,7 @@ class ASRModel(PreTrainedModel):
         """Best-path CTC decode of projector outputs against the token embeddings (a diagnostic:
         how many words the projector carries before the LLM reads them)."""
         best = self.ctc_logits(audio_embeds, self.decoder.get_input_embeddings().weight).argmax(-1)  # B, T
-        out = []
-        for row, length in zip(best.tolist(), audio_lengths.tolist()):
-            ids, previous = [], None
-            for token in row[:length]:
-                if token != previous and token != blank:
-                    ids.append(token)
-                previous = token
-            out.append(ids)
-        return out
+        return [ctc_collapse(row[:length], blank) for row, length in zip(best.tolist(), audio_lengths.tolist())]
 
     def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int,
                           top_k: int) -> CTCPrefixScorer:
