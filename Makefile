@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := espeak-ng ffmpeg chromium openssh-client openssh-server rsync asterisk-core-sounds-en-wav
 
-.PHONY: app test system
+.PHONY: app test system train-deps
 
 app: $(VENV)/.installed
 	$(PY) app.py $(ARGS)
@@ -24,6 +24,15 @@ system:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SYSTEM_PACKAGES); \
 	fi
+
+# What train/make_corpus.py needs beyond the app: Debian's voices and sox, the text sources, and the
+# neural voices in requirements-train.txt (whose header lists the same packages).
+CORPUS_PACKAGES := espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox \
+  libsox-fmt-all fortunes fortunes-min fortunes-bofh-excuses fortunes-debian-hints wordnet-base
+
+train-deps: $(VENV)/.installed
+	@$(MAKE) --no-print-directory system SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(CORPUS_PACKAGES)"
+	$(PY) -m pip install -q -r requirements-train.txt
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)

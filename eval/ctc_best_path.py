@@ -1,7 +1,7 @@
 """CTC best-path WER of projectors: how many words a projector carries before the LLM reads them.
 
     python eval/ctc_best_path.py --model assets/default-model train/checkpoints/ctc-n2/final \\
-        --dataset ~/.cache/tiny_audio/asterisk.jsonl [--max-samples 50] [--ensemble]
+        --dataset ~/.cache/tiny_audio/asterisk.jsonl [--max-samples 50] [--ensemble] [--output-dir runs/ctc-eval]
 
 Each model folder's projector scores its outputs against the LLM's token embeddings
 (``ASRModel.ctc_logits``); the best path (argmax per position, repeats merged, blanks dropped) is
@@ -9,6 +9,9 @@ the transcript (``tiny_audio.modeling.ctc_collapse``, as ``ASRModel.ctc_greedy``
 and its ``frame_norm`` may differ), so the encoder runs once per clip and each further projector
 costs a few seconds. ``--ensemble`` also scores the mean of all models' log-probabilities.
 A folder needs only config.json and model.safetensors (train/checkpoints/*/final will do).
+``--output-dir`` writes each model's per-clip predictions.jsonl as eval/eval.py does (one subfolder
+per model, named after its path) and a summary.json, so ``eval/eval.py --compare`` gives two heads'
+paired bootstrap.
 
 This is the measure the README's training notes quote as "CTC best path"; it is not how the
 shipped model decodes (joint CTC/LLM, tiny_audio/ctc_decoding.py): use eval/eval.py for that.
@@ -16,6 +19,8 @@ Clips are scored as eval/eval.py scores them (Whisper's English normalizer, corp
 """
 
 import argparse
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,9 +33,9 @@ if __package__ in (None, ""):  # run as a script: the repo root goes first, so `
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from eval.data import open_dataset
-from eval.eval import scorable_audio
+from eval.eval import _prediction, scorable_audio
 from eval.metrics import wer
-from tiny_audio import ASRConfig, ASRModel, ASRProcessor
+from tiny_audio import SAMPLE_RATE, ASRConfig, ASRModel, ASRProcessor
 from tiny_audio.audio import split_long_audio
 from tiny_audio.modeling import ctc_collapse
 
@@ -89,6 +94,7 @@ def main(argv=None):
     parser.add_argument("--dataset", required=True, help="a .jsonl manifest or an audio folder (see eval/data.py)")
     parser.add_argument("--max-samples", type=int)
     parser.add_argument("--ensemble", action="store_true", help="also score the mean of the models' log-probs")
+    parser.add_argument("--output-dir", type=Path, help="per model, a subfolder with predictions.jsonl and summary.json")
     args = parser.parse_args(argv)
 
     configs = [ASRConfig.from_pretrained(m) for m in args.model]
@@ -102,20 +108,37 @@ def main(argv=None):
 
     model = ASRModel.from_pretrained(args.model[0]).eval()
     processor = ASRProcessor.from_config(model.config)
-    samples, audio = readable(open_dataset(args.dataset, max_samples=args.max_samples).samples)
+    dataset = list(open_dataset(args.dataset, max_samples=args.max_samples).samples)
+    samples, audio = readable(dataset)
+    skipped = len(dataset) - len(samples)
     refs = [s.text for s in samples]
     clips = encode_clips(model, processor, audio)
 
     results, total = [], None  # total: the running sum of log-probs, for --ensemble (one model's worth of memory)
+    seconds = [len(a) / SAMPLE_RATE for a in audio]
+
+    def score(name: str, log_probs) -> None:
+        hyps = transcripts(log_probs, blank, processor.tokenizer)
+        results.append((name, wer(refs, hyps)))
+        if args.output_dir:
+            folder = args.output_dir / (re.sub(r"[^\w.-]+", "_", name).strip("_") or "model")
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "predictions.jsonl", "w", encoding="utf-8") as f:
+                for sample, hyp, t in zip(samples, hyps, seconds):
+                    f.write(json.dumps(_prediction(sample, hyp, t), ensure_ascii=False) + "\n")
+            summary = {**results[-1][1], "provider": "ctc-best-path", "model": name, "dataset": args.dataset,
+                       "num_samples": len(samples), "num_skipped": skipped}
+            (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
     for path, config in zip(args.model, configs):
         model.config.frame_norm = config.frame_norm
         model.load_projector(load_file(cached_file(path, "model.safetensors")))
         log_probs = projector_log_probs(model, clips)
-        results.append((path, wer(refs, transcripts(log_probs, blank, processor.tokenizer))))
+        score(path, log_probs)
         if args.ensemble:
             total = log_probs if total is None else [[a + b for a, b in zip(*rows)] for rows in zip(total, log_probs)]
     if args.ensemble and len(args.model) > 1:  # argmax of the sum = argmax of the mean
-        results.append(("mean of the above", wer(refs, transcripts(total, blank, processor.tokenizer))))
+        score("mean of the above", total)
 
     print(f"\nCTC best path, {len(samples)} clips of {args.dataset}\n")
     print("| model | WER | CER | sub | ins | del |\n|---|---|---|---|---|---|")

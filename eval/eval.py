@@ -234,9 +234,10 @@ def compare_table(dirs: list[str]) -> str:
             raise ValueError(f"{folder} has no summary.json (not an eval output folder?)")
         s = json.loads(path.read_text(encoding="utf-8"))
         model = Path(s["model"]).name if Path(s["model"]).is_absolute() else s["model"]
+        speed = "–" if s.get("rtfx") is None else f"{s['rtfx']:.2f}"  # eval/ctc_best_path.py times nothing
         lines.append(
             f"| {Path(folder).name} | {s['provider']} | {_cell(model)} | {s['dataset']} | {s['num_samples']} | {s['num_skipped']} "
-            f"| {s['wer']:.2%} | {s['cer']:.2%} | {s['wer_unnormalized']:.2%} | {s['rtfx']:.2f} | {s['batch_size']} |"
+            f"| {s['wer']:.2%} | {s['cer']:.2%} | {s['wer_unnormalized']:.2%} | {speed} | {s.get('batch_size', '–')} |"
         )
     return "\n".join(lines)
 

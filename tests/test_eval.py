@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -556,9 +557,9 @@ def ctc_checkpoints(tiny_config, tmp_path_factory):
     return paths
 
 
-def test_ctc_best_path_scores_each_projector_as_its_own_ctc_greedy(ctc_checkpoints, manifest, capsys):
+def test_ctc_best_path_scores_each_projector_as_its_own_ctc_greedy(ctc_checkpoints, manifest, capsys, tmp_path):
     results = ctc_best_path.main(["--model", *map(str, ctc_checkpoints), str(ctc_checkpoints[0]),
-                                  "--dataset", str(manifest), "--ensemble"])
+                                  "--dataset", str(manifest), "--ensemble", "--output-dir", str(tmp_path / "out")])
     names = [name for name, _ in results]
     assert names == [*map(str, ctc_checkpoints), str(ctc_checkpoints[0]), "mean of the above"]
     # The corrupt and the missing clip are skipped as eval.py skips them: fox and call are scored.
@@ -574,6 +575,18 @@ def test_ctc_best_path_scores_each_projector_as_its_own_ctc_greedy(ctc_checkpoin
     assert results[0][1] == results[2][1]  # the same folder twice scores the same
     table = capsys.readouterr().out
     assert "2 clips" in table and table.count("\n| ") == 5  # header and four rows
+    # --output-dir: each model's per-clip predictions, as eval.py writes them, so two heads can be paired.
+    folders = sorted((tmp_path / "out").iterdir())
+    assert len(folders) == 3  # the folder given twice writes one subfolder; plus the mean
+    for (name, scores) in results:
+        rows = [json.loads(line) for line in (tmp_path / "out" / re.sub(r"[^\w.-]+", "_", name).strip("_")
+                                              / "predictions.jsonl").read_text().splitlines()]
+        assert [r["reference"] for r in rows] == [FOX, CALL]
+        assert wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows]) == scores
+    evaluation.main(["--compare", *map(str, folders[:2])])
+    out = capsys.readouterr().out
+    assert out.count("| ctc-best-path |") == 2 and "| 2 | 2 |" in out  # 2 clips scored, 2 skipped
+    assert f"Paired bootstrap against {folders[0].name}" in out and f"| {folders[1].name} | 2 | " in out  # paired on both clips
 
 
 def test_ctc_best_path_refuses_models_that_differ_beyond_the_projector(ctc_checkpoints, tiny_config, manifest, tmp_path):
