@@ -188,6 +188,22 @@ def test_frame_masking_is_seeded_and_masks_only_spans():
     assert mask_frames(narrow, torch.tensor([20]), torch.Generator().manual_seed(0)).shape == narrow.shape
 
 
+def test_spec_augment_masks_set_the_masking_and_bad_keys_fail_at_load():
+    import torch
+
+    from train.config import load_config
+    from train.data import mask_frames
+
+    config = load_config(None, ["spec_augment_masks={time_masks: 8, max_time: 20, channel_masks: 0}"])
+    assert config.spec_augment_masks == {"time_masks": 8, "max_time": 20, "channel_masks": 0}
+    frames, lengths = torch.ones(64, 200, 32), torch.full((64,), 200)
+    mild = (mask_frames(frames, lengths, torch.Generator().manual_seed(0), channel_masks=0) == 0).float().mean()
+    strong = (mask_frames(frames, lengths, torch.Generator().manual_seed(0), **config.spec_augment_masks) == 0).float().mean()
+    assert strong > 3 * mild > 0  # 8 spans of up to 20 frames against the default 2 of up to 10
+    with pytest.raises(ValueError, match="spec_augment_masks takes"):
+        load_config(None, ["spec_augment_masks={time_mask: 8}"])
+
+
 def test_eval_points_between_logged_steps_get_interpolated_samples():
     from train.plots import samples_at
 

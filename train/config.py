@@ -1,5 +1,6 @@
 """TrainConfig: one dataclass, read from a small YAML file plus key=value overrides, flowing one way into the run."""
 
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 
 import yaml
@@ -23,6 +24,7 @@ class TrainConfig:
     cache_features: bool = True  # frozen encoder outputs computed once (local sources only)
     feature_cache_dir: str | None = None  # default: <output_dir>/features
     spec_augment: bool = True  # mask time spans and channel bands of cached encoder frames while training
+    spec_augment_masks: dict = field(default_factory=dict)  # train.data.mask_frames' counts and widths; {} = its defaults
     max_audio_seconds: float = 30.0  # longer clips are skipped (counted)
     batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
     max_batch_size: int = 48
@@ -87,6 +89,11 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         if not sep or key not in known:
             raise ValueError(f"override must be key=value with a known key, got {item!r}")
         setattr(config, key, _coerce(value, getattr(config, key)))
+    from train.data import mask_frames  # here, not at the top: data.py needs torch, this file does not
+
+    masks = set(inspect.signature(mask_frames).parameters) - {"frames", "lengths", "generator"}
+    if set(config.spec_augment_masks) - masks:  # fail now, not after the feature cache is built
+        raise ValueError(f"spec_augment_masks takes {sorted(masks)}, got {sorted(config.spec_augment_masks)}")
     return config
 
 

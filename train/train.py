@@ -274,7 +274,8 @@ def main(argv=None):
             batch = collate(group)
             if cfg.spec_augment and "encoder_frames" in batch:
                 generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["step"])
-                batch["encoder_frames"] = data.mask_frames(batch["encoder_frames"], batch["frame_lengths"], generator)
+                batch["encoder_frames"] = data.mask_frames(batch["encoder_frames"], batch["frame_lengths"], generator,
+                                                           **cfg.spec_augment_masks)
             batch = {key: v.to(accelerator.device) for key, v in batch.items()}
             lr = get_lr(state["step"], cfg)
             for param_group in optimizer.param_groups:
