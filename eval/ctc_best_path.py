@@ -19,7 +19,6 @@ Clips are scored as eval/eval.py scores them (Whisper's English normalizer, corp
 """
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: the repo root goes first, so `
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from eval.data import open_dataset
-from eval.eval import _prediction, scorable_audio
+from eval.eval import _prediction, scorable_audio, write_results
 from eval.metrics import wer
 from tiny_audio import SAMPLE_RATE, ASRConfig, ASRModel, ASRProcessor
 from tiny_audio.audio import split_long_audio
@@ -121,14 +120,10 @@ def main(argv=None):
         hyps = transcripts(log_probs, blank, processor.tokenizer)
         results.append((name, wer(refs, hyps)))
         if args.output_dir:
-            folder = args.output_dir / (re.sub(r"[^\w.-]+", "_", name).strip("_") or "model")
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / "predictions.jsonl", "w", encoding="utf-8") as f:
-                for sample, hyp, t in zip(samples, hyps, seconds):
-                    f.write(json.dumps(_prediction(sample, hyp, t), ensure_ascii=False) + "\n")
             summary = {**results[-1][1], "provider": "ctc-best-path", "model": name, "dataset": args.dataset,
                        "num_samples": len(samples), "num_skipped": skipped}
-            (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_results(args.output_dir / (re.sub(r"[^\w.-]+", "_", name).strip("_") or "model"), summary,
+                          [_prediction(sample, hyp, t) for sample, hyp, t in zip(samples, hyps, seconds)])
 
     for path, config in zip(args.model, configs):
         model.config.frame_norm = config.frame_norm

@@ -213,12 +213,17 @@ def markdown_summary(summary: dict, predictions: list[dict], worst: int = WORST)
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(output_dir: Path, summary: dict, predictions: list[dict]) -> None:
+def write_results(output_dir: Path, summary: dict, predictions: list[dict]) -> None:
+    """predictions.jsonl and summary.json: what --compare reads (eval/ctc_best_path.py writes these too)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for p in predictions:
             f.write(json.dumps(p, ensure_ascii=False) + "\n")
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_outputs(output_dir: Path, summary: dict, predictions: list[dict]) -> None:
+    write_results(output_dir, summary, predictions)
     (output_dir / "summary.md").write_text(markdown_summary(summary, predictions), encoding="utf-8")
 
 
