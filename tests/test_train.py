@@ -204,6 +204,24 @@ def test_spec_augment_masks_set_the_masking_and_bad_keys_fail_at_load():
         load_config(None, ["spec_augment_masks={time_mask: 8}"])
 
 
+def test_bf16_auto_turns_autocast_off_where_the_cpu_only_emulates_bf16(monkeypatch):
+    from train import train as train_script
+    from train.config import load_config
+
+    assert load_config(None, []).bf16 == "auto"
+    assert load_config(None, ["bf16=false"]).bf16 is False
+    assert load_config(None, ["bf16=True"]).bf16 is True
+    with pytest.raises(ValueError, match="bf16 takes"):
+        load_config(None, ["bf16=sometimes"])
+    # The probe PyTorch itself uses for AVX512-BF16/AMX decides "auto"; an explicit setting wins.
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert train_script.resolve_bf16("auto", "cpu") is False
+    assert train_script.resolve_bf16(True, "cpu") is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert train_script.resolve_bf16("auto", "cpu") is True
+    assert train_script.resolve_bf16(False, "cpu") is False
+
+
 def test_eval_points_between_logged_steps_get_interpolated_samples():
     from train.plots import samples_at
 

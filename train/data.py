@@ -140,10 +140,10 @@ def check_clips(clips: list[Clip], max_seconds: float, min_seconds: float = 0.1)
 class FeatureCache:
     """Frozen-encoder outputs per clip, stored once as .npy (float16, never pickled)."""
 
-    def __init__(self, folder: str, model, processor):
+    def __init__(self, folder: str, model, processor, bf16: bool = True):
         self.folder = Path(os.path.expanduser(folder))
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.model, self.processor = model, processor
+        self.model, self.processor, self.bf16 = model, processor, bf16
 
     def path(self, clip: Clip) -> Path:
         encoder = self.model.config.encoder_name_or_path  # features of one encoder never serve another
@@ -167,7 +167,7 @@ class FeatureCache:
             if not group:
                 continue
             batch = self.processor.features(audio)
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 frames, lengths = self.model.encode(batch["input_features"], batch["feature_lengths"])
             for clip, f, n in zip(group, frames, lengths):
                 target = self.path(clip)

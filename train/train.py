@@ -124,6 +124,16 @@ def ctc_blank_id(processor, cfg: TrainConfig) -> int:
 
 
 @torch.no_grad()
+def resolve_bf16(setting: bool | str, device_type: str) -> bool:
+    """bf16=auto: on only where bf16 matmuls are native (see TrainConfig.bf16 for why)."""
+    if setting != "auto":
+        return bool(setting)
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # PyTorch's own probe for AVX512-BF16 / AMX (used by its tests and inductor to choose bf16 paths).
+    return device_type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
     """Teacher-forced loss, greedy-decoding WER, and the CTC best-path WER of the projector alone."""
     model.eval()
@@ -183,7 +193,9 @@ def main(argv=None):
     if cfg.gradient_checkpointing:
         model.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     device_type = accelerator.device.type
-    autocast = lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16)  # noqa: E731
+    bf16 = resolve_bf16(cfg.bf16, device_type)
+    log.info(f"bf16 autocast: {'on' if bf16 else 'off'} (bf16={cfg.bf16})")
+    autocast = lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
 
     # Data: local sources are checked (bad clips counted) and their encoder features cached once;
     # hub sources stream and run the encoder every step.
@@ -200,7 +212,7 @@ def main(argv=None):
     eval_sets = {}
     for name, source in cfg.eval_sets.items():
         eval_sets[name] = data.check_clips(data.load_source(source, cfg.eval_samples * 2), cfg.max_audio_seconds)[0][: cfg.eval_samples]
-    cache = data.FeatureCache(cfg.feature_cache_dir or str(out / "features"), model, processor) if use_cache else None
+    cache = data.FeatureCache(cfg.feature_cache_dir or str(out / "features"), model, processor, bf16) if use_cache else None
     if cache is not None:
         if accelerator.is_main_process:
             clips, failed = cache.build(clips)
