@@ -133,6 +133,8 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
     assert ids("train-with-silero") == ["train-000003", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}", extension]
     # the x3 list stays what the Silero lineage trained on: round 6's extension is not in it
     assert ids("train-silero-x3") == ["train-000003", f"train-{r5 + 6:06d}"] + [f"train-{r6 + 1:06d}"] * 3
+    # the all-x2 list has every Silero clip, the extension included, twice
+    assert ids("train-silero-all-x2") == ids("train-with-silero") + [f"train-{r6 + 1:06d}", extension]
     assert ids("dev") == [f"dev-{r5 + 7:06d}"] and ids("test") == [f"test-{r5 + 8:06d}"]
     assert "| train | 5 |" in (tmp_path / "corpus.md").read_text()
 

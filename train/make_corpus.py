@@ -11,7 +11,8 @@ Seeded and resumable: the job list is a pure function of --seed; a finished clip
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
 sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
 train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the default model's LLM
-stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers) and
+stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers),
+train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19) and
 corpus.md (hours per engine, voices per split, sentence counts).
 """
 
@@ -381,6 +382,8 @@ TRAIN_SILERO_X3 = "train-silero-x3"  # round 6's first 6,000 jobs: the same, eac
 # The x3 list is what the Silero lineage (README, items 10-11) trained on, so it stays the corpus up to
 # this job when round 6 grows; train-with-silero.jsonl lists every Silero clip once.
 ROUND_6_X3_END = 60000
+# Every Silero clip, round 6 grown past that job, listed twice: about half the clips are Silero's.
+TRAIN_SILERO_ALL_X2 = "train-silero-all-x2"
 
 
 def job_index(record: dict) -> int:
@@ -408,6 +411,8 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
     before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
     manifests[TRAIN_SILERO_X3] = before_end + [r for r in before_end if r["engine"] == "silero"] * 2
+    with_silero = manifests[TRAIN_WITH_SILERO]
+    manifests[TRAIN_SILERO_ALL_X2] = with_silero + [r for r in with_silero if r["engine"] == "silero"]
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
