@@ -394,6 +394,11 @@ def is_round5_kokoro(record: dict) -> bool:
     return record["engine"] == "kokoro" and ROUND_5 <= job_index(record) < ROUND_6
 
 
+def silero_listed(rows: list[dict], times: int) -> list[dict]:
+    """``rows`` in order, then their Silero clips ``times - 1`` more times."""
+    return rows + [r for r in rows if r["engine"] == "silero"] * (times - 1)
+
+
 def write_manifests(out: Path, records: list[dict]) -> str:
     by_split = defaultdict(list)
     for r in records:
@@ -410,9 +415,8 @@ def write_manifests(out: Path, records: list[dict]) -> str:
                                   TRAIN_WITH_SILERO: without_blends})
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
     before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
-    manifests[TRAIN_SILERO_X3] = before_end + [r for r in before_end if r["engine"] == "silero"] * 2
-    with_silero = manifests[TRAIN_WITH_SILERO]
-    manifests[TRAIN_SILERO_ALL_X2] = with_silero + [r for r in with_silero if r["engine"] == "silero"]
+    manifests[TRAIN_SILERO_X3] = silero_listed(before_end, times=3)
+    manifests[TRAIN_SILERO_ALL_X2] = silero_listed(manifests[TRAIN_WITH_SILERO], times=2)
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
