@@ -1,6 +1,7 @@
 """Transcribers behind one interface: ``transcribe(list of 16 kHz float32 clips) -> list of texts``.
 
-- ``tiny-audio``: our checkpoint through ``pipeline(..., trust_remote_code=True)``, as users run it.
+- ``tiny-audio``: our checkpoint through ``pipeline(..., trust_remote_code=True)``, as users run it
+  (a kept checkpoint that holds no code runs on the installed package's same classes).
 - ``transformers``: any transformers ASR pipeline model (Whisper, wav2vec2, ...).
 - ``faster-whisper``: a CTranslate2 Whisper folder (default: Whisper tiny.en from our weights cache).
 - ``assemblyai``: AssemblyAI's REST API (upload, create a transcript, poll), with retries and timeouts.
@@ -65,7 +66,15 @@ class TinyAudio(TransformersASR):
                  generate: dict | None = None):
         import tiny_audio
 
-        super().__init__(model or tiny_audio.DEFAULT_MODEL, device=device, trust_remote_code=True)
+        model = model or tiny_audio.DEFAULT_MODEL
+        if os.path.isfile(os.path.join(model, "config.json")) and not os.path.isfile(os.path.join(model, "modeling.py")):
+            # A kept checkpoint (train/keep_run.py: config + projector, no code) runs on this package's code,
+            # the same classes that trust_remote_code would load from a shipped folder.
+            self.model = model
+            self.pipe = tiny_audio.ASRPipeline(model=tiny_audio.ASRModel.from_pretrained(model), device=device)
+            self.versions = _versions("transformers", "torch")
+        else:
+            super().__init__(model, device=device, trust_remote_code=True)
         # the tiny_audio pipeline takes generation options directly (ctc_weight=..., num_beams=...)
         self.call_kwargs = dict(generate or {})
         if num_beams is not None:

@@ -214,6 +214,22 @@ def test_tiny_audio_run_writes_the_files(tiny_run, tiny_checkpoint, manifest):
     assert sum(int(row.split("|")[2]) for row in band_rows) == 2  # both transcribed clips, each in one band
 
 
+def test_a_checkpoint_kept_without_code_evaluates_like_the_remote_code_folder(tiny_run, tiny_checkpoint, manifest, tmp_path):
+    """train/keep_run.py keeps config + weights only; eval.py runs such a folder on the package's own classes."""
+    import shutil
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_checkpoint / name, kept / name)
+    assert (tiny_checkpoint / "modeling.py").exists() and not (kept / "modeling.py").exists()
+    summary = evaluation.main(["--model", str(kept), "--dataset", str(manifest), "--batch-size", "2", "--output-dir", str(tmp_path / "out")])
+    assert summary["model"] == str(kept) and summary["num_samples"] == 2
+    hypotheses = [json.loads(line)["hypothesis"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    remote = [json.loads(line)["hypothesis"] for line in (tiny_run[0] / "predictions.jsonl").read_text().splitlines()]
+    assert hypotheses == remote
+
+
 def test_compare_prints_one_table_and_a_bootstrap(tiny_run, tmp_path, capsys):
     out, summary = tiny_run
     other = tmp_path / "other-run"

@@ -5,7 +5,9 @@
 runs/ lives outside git and a machine can be replaced between sessions (session 14's runs were lost
 that way). The kept folder is a small run folder: its ``log.csv`` and ``train_config.json`` (what
 ship.py's ``--runs`` reads) and ``final/`` with the config and the projector in bf16, without the
-optimizer state. ``init_from=train/checkpoints/ctc-x1/final`` starts the next stage from it.
+optimizer state. ``init_from=train/checkpoints/ctc-x1/final`` starts the next stage from it, and
+``eval/eval.py --model train/checkpoints/ctc-x1/final`` reads it as it is: a folder without the model
+code runs on the installed package's classes (no copy of the code per kept run in git).
 """
 
 import argparse
