@@ -40,12 +40,10 @@ class TransformersASR:
     warmup = True  # run once before timing (first-call allocations, lazy inits)
 
     def __init__(self, model: str, num_beams: int | None = None, device: str = "cpu", trust_remote_code: bool = False):
-        from transformers import pipeline
-
         if not model:
             raise ValueError("the transformers provider needs --model (a hub id or a local folder)")
         self.model = model
-        self.pipe = pipeline("automatic-speech-recognition", model=model, device=device, trust_remote_code=trust_remote_code)
+        self.pipe = self.load_pipeline(model, device, trust_remote_code)
         self.call_kwargs = {}
         if num_beams is not None:
             self.call_kwargs["generate_kwargs"] = {"num_beams": num_beams}
@@ -53,6 +51,12 @@ class TransformersASR:
             self.call_kwargs["chunk_length_s"] = 30  # Whisper's window; longer clips would be cut off
         self.num_beams = num_beams or getattr(getattr(self.pipe.model, "generation_config", None), "num_beams", None)
         self.versions = _versions("transformers", "torch")
+
+    @staticmethod
+    def load_pipeline(model: str, device: str, trust_remote_code: bool):
+        from transformers import pipeline
+
+        return pipeline("automatic-speech-recognition", model=model, device=device, trust_remote_code=trust_remote_code)
 
     def transcribe(self, clips: list[np.ndarray]) -> list[str]:
         inputs = [{"raw": clip, "sampling_rate": SAMPLE_RATE} for clip in clips]
@@ -66,20 +70,22 @@ class TinyAudio(TransformersASR):
                  generate: dict | None = None):
         import tiny_audio
 
-        model = model or tiny_audio.DEFAULT_MODEL
-        if os.path.isfile(os.path.join(model, "config.json")) and not os.path.isfile(os.path.join(model, "modeling.py")):
-            # A kept checkpoint (train/keep_run.py: config + projector, no code) runs on this package's code,
-            # the same classes that trust_remote_code would load from a shipped folder.
-            self.model = model
-            self.pipe = tiny_audio.ASRPipeline(model=tiny_audio.ASRModel.from_pretrained(model), device=device)
-            self.versions = _versions("transformers", "torch")
-        else:
-            super().__init__(model, device=device, trust_remote_code=True)
+        super().__init__(model or tiny_audio.DEFAULT_MODEL, device=device, trust_remote_code=True)
         # the tiny_audio pipeline takes generation options directly (ctc_weight=..., num_beams=...)
         self.call_kwargs = dict(generate or {})
         if num_beams is not None:
             self.call_kwargs["num_beams"] = num_beams
         self.num_beams = num_beams or self.pipe.model.config.generation.get("num_beams")
+
+    @staticmethod
+    def load_pipeline(model: str, device: str, trust_remote_code: bool):
+        if os.path.isfile(os.path.join(model, "config.json")) and not os.path.isfile(os.path.join(model, "modeling.py")):
+            # A kept checkpoint (train/keep_run.py: config + projector, no code) runs on this package's code,
+            # the same classes that trust_remote_code would load from a shipped folder.
+            from tiny_audio import ASRModel, ASRPipeline
+
+            return ASRPipeline(model=ASRModel.from_pretrained(model), device=device)
+        return TransformersASR.load_pipeline(model, device, trust_remote_code)
 
 
 class FasterWhisper:

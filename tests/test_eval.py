@@ -3,6 +3,7 @@
 import gzip
 import json
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -216,8 +217,6 @@ def test_tiny_audio_run_writes_the_files(tiny_run, tiny_checkpoint, manifest):
 
 def test_a_checkpoint_kept_without_code_evaluates_like_the_remote_code_folder(tiny_run, tiny_checkpoint, manifest, tmp_path):
     """train/keep_run.py keeps config + weights only; eval.py runs such a folder on the package's own classes."""
-    import shutil
-
     kept = tmp_path / "kept"
     kept.mkdir()
     for name in ("config.json", "model.safetensors"):
