@@ -114,13 +114,17 @@ def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, datas
     from train import ship
 
     monkeypatch.setattr(ship, "TARGET", tmp_path / "shipped")
-    monkeypatch.setattr(sys, "argv", ["ship.py", str(kept / "final"), "--runs", str(kept)])
+    monkeypatch.setattr(sys, "argv", ["ship.py", str(kept / "final"), "--runs", str(kept), "--set", "generation.ctc_top_k=64"])
     ship.main()
     shipped = load_file(tmp_path / "shipped" / "model.safetensors")
     assert shipped.keys() == saved.keys() and all(v.dtype == torch.bfloat16 for v in shipped.values())
     for name, value in saved.items():
         torch.testing.assert_close(shipped[name], value.to(torch.bfloat16))
-    assert "Tiny Audio" in (tmp_path / "shipped" / "README.md").read_text()
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "Tiny Audio" in card
+    # the override reaches the shipped config, and the card's decoding line reads it from there
+    assert json.loads((tmp_path / "shipped" / "config.json").read_text())["generation"]["ctc_top_k"] == 64
+    assert "the LLM's top 64\nnext tokens" in card
 
 
 def test_resume_after_sigkill_continues_exactly(tower_dir, dataset, tmp_path):

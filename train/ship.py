@@ -141,7 +141,7 @@ def main():
         'pipe = pipeline("automatic-speech-recognition", model="path/to/this/folder", trust_remote_code=True)',
         'pipe("speech.wav")["text"]', "```", "",
         "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top "
-        f"{config['generation'].get('ctc_top_k', 8)}",
+        f"{model.config.generation['ctc_top_k']}",
         "next tokens (`generation.ctc_top_k`) are re-scored with the CTC prefix probability read off the projector outputs against",
         "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
         "Runs in order, each starting from the one before: CTC stages train without the LLM (lm_weight 0;",
