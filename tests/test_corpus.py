@@ -139,6 +139,20 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
     assert "| train | 5 |" in (tmp_path / "corpus.md").read_text()
 
 
+def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_path):
+    def record(index, engine):
+        return {"id": f"train-{index:06d}", "split": "train", "engine": engine, "voice": "v", "text": f"t{index}",
+                "duration": 1.0, "audio": f"audio/train/{index}.wav"}
+
+    r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
+    records = [record(30, "flite"), record(31, "espeak"), record(32, "festival"), record(34, "piper"),
+               record(r5 + 1, "kokoro"), record(r6 + 1, "silero"), record(r6 + 2, "silero")]
+    make_corpus.write_manifests(tmp_path, records)
+    ids = [json.loads(line)["id"] for line in (tmp_path / "train-neural.jsonl").read_text().splitlines()]
+    # 31 and 32 are classic and not divisible by 3; round 5's Kokoro blends stay out as in train-with-silero
+    assert ids == ["train-000030", "train-000034", f"train-{r6 + 1:06d}", f"train-{r6 + 2:06d}"]
+
+
 def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):
     record = {"id": "dev-000001", "split": "dev", "engine": "flite", "voice": "v", "text": "t", "duration": 1.0,
               "audio": "audio/dev/1.wav"}

@@ -12,8 +12,8 @@ Seeded and resumable: the job list is a pure function of --seed; a finished clip
 sentences. Writes train.jsonl / dev.jsonl / test.jsonl ({"audio", "text", ...}),
 train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the default model's LLM
 stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers),
-train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19) and
-corpus.md (hours per engine, voices per split, sentence counts).
+train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19),
+train-neural.jsonl (every neural clip, a third of the classic ones: item 25) and corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -384,6 +384,8 @@ TRAIN_SILERO_X3 = "train-silero-x3"  # round 6's first 6,000 jobs: the same, eac
 ROUND_6_X3_END = 60000
 # Every Silero clip, round 6 grown past that job, listed twice: about half the clips are Silero's.
 TRAIN_SILERO_ALL_X2 = "train-silero-all-x2"
+TRAIN_NEURAL = "train-neural"
+NEURAL_ENGINES = {"silero", "piper", "kokoro"}
 
 
 def job_index(record: dict) -> int:
@@ -417,6 +419,11 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
     manifests[TRAIN_SILERO_X3] = silero_listed(before_end, times=3)
     manifests[TRAIN_SILERO_ALL_X2] = silero_listed(manifests[TRAIN_WITH_SILERO], times=2)
+    # 34 more hours of the classic engines (round 4) no longer moved real speech (README, item 24):
+    # this list keeps every neural clip and every third classic one, so the human-sounding voices
+    # are about two thirds of what a stage reads.
+    manifests[TRAIN_NEURAL] = [r for r in manifests[TRAIN_WITH_SILERO]
+                               if r["engine"] in NEURAL_ENGINES or job_index(r) % 3 == 0]
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
