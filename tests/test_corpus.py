@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from train import make_corpus
 
 CLIPS = make_corpus.ROUND_2 + 2000
@@ -113,6 +115,37 @@ def test_round_six_is_silero_speakers_in_train_only():
     assert {(j["engine"], j["voice"]) for j in later if j["split"] == "test"} <= held_out
 
 
+def test_coverage_picks_the_least_heard_common_words_first_and_is_prefix_stable():
+    """Round 7's texts: the sentence adding most hearings per word spoken comes first; a word in fewer
+    than min_common sentences of the running text does not count; asking for more sentences only appends."""
+    from train.texts import coverage_sentences
+
+    pool = ["The cat sat down.", "Please dial the number.", "Dial again for the operator now.",
+            "The cat is here.", "Zyxwv qqq.", "Call the operator to dial."]
+    heard = ["The cat sat down."] * 40 + ["Please call."] * 40
+    picked = coverage_sentences(pool, heard, count=3, target=30, min_common=2)
+    # "dial" and "operator" are unheard and in 3 and 2 pool sentences; the cat sentences add nothing
+    assert picked[0] == "Call the operator to dial."
+    assert "The cat sat down." not in picked and "Zyxwv qqq." not in picked
+    assert coverage_sentences(pool, heard, count=5, target=30, min_common=2)[:3] == picked
+    assert len(set(coverage_sentences(pool, heard, count=10, target=30, min_common=2))) == 6  # each at most once
+    # commonness comes from running text when given: here "herbs" is common in the pool only
+    glosses = ["Perennial herbs.", "Annual herbs.", "Herbs of Asia.", "A dial on a phone."]
+    running = ["Turn the dial.", "The dial is red.", "A phone rang.", "Answer the phone."]
+    assert coverage_sentences(glosses, [], count=1, common=running, min_common=2) == ["A dial on a phone."]
+    assert coverage_sentences(glosses, [], count=1, min_common=2) != ["A dial on a phone."]
+
+
+def test_wordnet_glosses_are_clean_sentences():
+    from train.texts import ALLOWED, wordnet_glosses
+
+    glosses = wordnet_glosses()
+    if not glosses:
+        pytest.skip("no WordNet data (Debian wordnet-base)")
+    assert len(glosses) > 50000
+    assert all(ALLOWED.match(g) and g[0].isupper() and g[-1] in ".?!" for g in glosses)
+
+
 def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
     def record(index, split, engine):
         return {"id": f"{split}-{index:06d}", "split": split, "engine": engine, "voice": "v", "text": f"t{index}",
@@ -151,6 +184,17 @@ def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_pat
     ids = [json.loads(line)["id"] for line in (tmp_path / "train-neural.jsonl").read_text().splitlines()]
     # 31 and 32 are classic and not divisible by 3; round 5's Kokoro blends stay out as in train-with-silero
     assert ids == ["train-000030", "train-000034", f"train-{r6 + 1:06d}", f"train-{r6 + 2:06d}"]
+
+
+def test_coverage_list_is_the_neural_list_with_round_seven_twice(tmp_path):
+    def record(index, engine):
+        return {"id": f"train-{index:06d}", "split": "train", "engine": engine, "voice": "v", "text": f"t{index}",
+                "duration": 1.0, "audio": f"audio/train/{index}.wav"}
+
+    r6, r7 = make_corpus.ROUND_6, make_corpus.ROUND_7
+    make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero")])
+    ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage.jsonl").read_text().splitlines()]
+    assert ids == [f"train-{r6 + 1:06d}", f"train-{r7 + 3:06d}", f"train-{r7 + 3:06d}"]
 
 
 def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):
