@@ -613,3 +613,26 @@ def test_ctc_best_path_refuses_models_that_differ_beyond_the_projector(ctc_check
     ASRModel(tiny_config("whisper", "llama")).save_pretrained(no_head)
     with pytest.raises(SystemExit, match="no ctc_blank_id"):
         ctc_best_path.main(["--model", str(no_head), "--dataset", str(manifest)])
+
+
+def test_word_coverage_groups_missed_words_by_training_hearings(tmp_path):
+    """eval/word_coverage.py: each reference word lands in the bucket of how many training clips hold
+    it (after the normalizer, so "two" in training meets "2" in the reference); substitutions and
+    deletions count as missed, insertions do not, and an empty hypothesis misses every word."""
+    from eval import word_coverage
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Press two.", "Press the key."] + ["Now!"] * 12))
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("\n".join(json.dumps(p) for p in [
+        {"reference_normalized": "press 2 now", "hypothesis_normalized": "press to now extra"},
+        {"reference_normalized": "goodbye", "hypothesis_normalized": ""},
+    ]) + "\n")
+    heard = word_coverage.hearings(train)
+    assert heard["2"] == 1 and heard["press"] == 2 and heard["now"] == 12 and heard["goodbye"] == 0
+    words = word_coverage.missed_words(predictions)
+    assert sorted(words) == [("2", True), ("goodbye", True), ("now", False), ("press", False)]
+    table = word_coverage.table(words, heard, [1, 10])
+    assert "| 0 | 1 | 1 | 100.0% |" in table  # goodbye
+    assert "| 1-9 | 2 | 1 | 50.0% |" in table  # press (heard), 2 (missed)
+    assert "| 10+ | 1 | 0 | 0.0% |" in table  # now
