@@ -1,10 +1,14 @@
 """train/make_corpus.py's job list: seeded, voice- and sentence-disjoint splits, round 2 leaves round 1 alone."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from train import make_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CLIPS = make_corpus.ROUND_2 + 2000
 
@@ -134,6 +138,21 @@ def test_coverage_picks_the_least_heard_common_words_first_and_is_prefix_stable(
     running = ["Turn the dial.", "The dial is red.", "A phone rang.", "Answer the phone."]
     assert coverage_sentences(glosses, [], count=1, common=running, min_common=2) == ["A dial on a phone."]
     assert coverage_sentences(glosses, [], count=1, min_common=2) != ["A dial on a phone."]
+
+
+def test_round_seven_texts_are_the_same_in_every_process():
+    """String hashing differs per process (PYTHONHASHSEED), and so does the order of a set: a float
+    sum over a set of words once reordered near-ties and changed round 7's picks from run to run."""
+    import subprocess
+    import sys
+
+    code = ("from train import make_corpus; "
+            f"print([j['text'] for j in make_corpus.make_jobs(0, make_corpus.ROUND_7 + 400)[make_corpus.ROUND_7:]])")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(ROOT)}) for seed in (1, 2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outputs[0].startswith("[")
+    assert outputs[0] == outputs[1]
 
 
 def test_wordnet_glosses_are_clean_sentences():

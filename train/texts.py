@@ -250,9 +250,11 @@ def coverage_sentences(pool: list[str], heard: list[str], count: int, common: li
     hearings = Counter(w for text in heard for w in words_of(text))
 
     def score(k: int) -> float:
-        gain = sum((target - hearings[w]) * min(in_common[w], 50) / 50
+        # an integer sum: a float sum over a set depends on the set's order, which Python's string
+        # hashing changes per process, and the near-ties it reorders changed the picks between runs
+        gain = sum((target - hearings[w]) * min(in_common[w], 50)
                    for w in pool_words[k] if in_common[w] >= min_common and hearings[w] < target)
-        return gain / target / max(len(pool[k].split()), 1)
+        return gain / (target * 50 * max(len(pool[k].split()), 1))
 
     heap = [(-score(k), k) for k in range(len(pool))]
     heapq.heapify(heap)
