@@ -4,7 +4,7 @@
         --train ~/.cache/tiny_audio/corpus/train.jsonl [--edges 1 10 100 1000]
 
 Each reference word of an eval run (eval/eval.py's predictions.jsonl, already normalized) is
-aligned to the hypothesis (jiwer); a word counts as missed when it is substituted or deleted.
+aligned to the hypothesis (``eval.metrics.align``, jiwer); a word counts as missed when it is substituted or deleted.
 Words are grouped by their hearings: the number of training clips whose text, through the same
 Whisper normalizer, holds the word (numbers are spoken as words in training and scored as digits,
 so the normalizer is what makes the two meet). Prints a markdown table, one row per bucket.
@@ -16,12 +16,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import jiwer
-
 if __package__ in (None, ""):  # run as a script: the repo root goes first, so `eval` is this package, not this file
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from eval.metrics import normalize  # noqa: E402
+from eval.metrics import align, normalize  # noqa: E402
 
 
 def hearings(manifest: Path) -> Counter:
@@ -38,16 +36,8 @@ def missed_words(predictions: Path) -> list[tuple[str, bool]]:
     with open(predictions) as f:
         for line in f:
             p = json.loads(line)
-            ref = p.get("reference_normalized", "").split()
-            if not ref:
-                continue
-            hyp = p.get("hypothesis_normalized", "").strip()
-            if not hyp:  # jiwer needs a hypothesis: an empty one deletes every word
-                out += [(w, True) for w in ref]
-                continue
-            for chunk in jiwer.process_words(" ".join(ref), hyp).alignments[0]:
-                if chunk.type != "insert":
-                    out += [(ref[k], chunk.type != "equal") for k in range(chunk.ref_start_idx, chunk.ref_end_idx)]
+            pairs = align(p.get("reference_normalized", ""), p.get("hypothesis_normalized", ""), normalized=False)
+            out += [(ref, op != "equal") for op, ref, _ in pairs if op != "insert"]
     return out
 
 
