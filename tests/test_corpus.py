@@ -165,15 +165,17 @@ def test_wordnet_glosses_are_clean_sentences():
     assert all(ALLOWED.match(g) and g[0].isupper() and g[-1] in ".?!" for g in glosses)
 
 
-def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
-    def record(index, split, engine):
-        return {"id": f"{split}-{index:06d}", "split": split, "engine": engine, "voice": "v", "text": f"t{index}",
-                "duration": 1.0, "audio": f"audio/{split}/{index}.wav"}
+def record(index: int, engine: str, split: str = "train") -> dict:
+    """A finished clip's record, as make_corpus writes it beside the wav: what write_manifests reads."""
+    return {"id": f"{split}-{index:06d}", "split": split, "engine": engine, "voice": "v", "text": f"t{index}",
+            "duration": 1.0, "audio": f"audio/{split}/{index}.wav"}
 
+
+def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
     r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
-    records = [record(3, "train", "kokoro"), record(r5 + 5, "train", "kokoro"), record(r5 + 6, "train", "flite"),
-               record(r5 + 7, "dev", "kokoro"), record(r5 + 8, "test", "flite"), record(r6 + 1, "train", "silero"),
-               record(make_corpus.ROUND_6_X3_END + 2, "train", "silero")]
+    records = [record(3, "kokoro"), record(r5 + 5, "kokoro"), record(r5 + 6, "flite"),
+               record(r5 + 7, "kokoro", "dev"), record(r5 + 8, "flite", "test"), record(r6 + 1, "silero"),
+               record(make_corpus.ROUND_6_X3_END + 2, "silero")]
     make_corpus.write_manifests(tmp_path, records)
 
     def ids(name):
@@ -192,10 +194,6 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
 
 
 def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_path):
-    def record(index, engine):
-        return {"id": f"train-{index:06d}", "split": "train", "engine": engine, "voice": "v", "text": f"t{index}",
-                "duration": 1.0, "audio": f"audio/train/{index}.wav"}
-
     r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
     records = [record(30, "flite"), record(31, "espeak"), record(32, "festival"), record(34, "piper"),
                record(r5 + 1, "kokoro"), record(r6 + 1, "silero"), record(r6 + 2, "silero")]
@@ -206,10 +204,6 @@ def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_pat
 
 
 def test_coverage_list_is_the_neural_list_with_round_seven_twice(tmp_path):
-    def record(index, engine):
-        return {"id": f"train-{index:06d}", "split": "train", "engine": engine, "voice": "v", "text": f"t{index}",
-                "duration": 1.0, "audio": f"audio/train/{index}.wav"}
-
     r6, r7 = make_corpus.ROUND_6, make_corpus.ROUND_7
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero")])
     ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage.jsonl").read_text().splitlines()]
