@@ -203,11 +203,13 @@ def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_pat
     assert ids == ["train-000030", "train-000034", f"train-{r6 + 1:06d}", f"train-{r6 + 2:06d}"]
 
 
-def test_coverage_list_is_the_neural_list_with_round_seven_twice(tmp_path):
+def test_coverage_lists_are_the_neural_list_with_round_seven_twice_and_thrice(tmp_path):
     r6, r7 = make_corpus.ROUND_6, make_corpus.ROUND_7
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero")])
     ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage.jsonl").read_text().splitlines()]
     assert ids == [f"train-{r6 + 1:06d}", f"train-{r7 + 3:06d}", f"train-{r7 + 3:06d}"]
+    ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage-x3.jsonl").read_text().splitlines()]
+    assert ids == [f"train-{r6 + 1:06d}"] + [f"train-{r7 + 3:06d}"] * 3
 
 
 def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path):

@@ -264,3 +264,40 @@ def test_model_card_takes_the_strictest_licence_of_the_voices_its_lineage_heard(
     (tmp_path / "silero.jsonl").unlink()
     with pytest.raises(SystemExit, match="missing"):
         heard_engines([silero])
+
+
+def test_feature_cache_reencodes_a_clip_whose_audio_was_rebuilt_after_its_features(tmp_path):
+    """A corpus clip rebuilt under the same id and path (round 7, README item 26) must not keep the
+    frames of the audio it replaced; a clip listed three times is encoded once."""
+    import numpy as np
+    import soundfile as sf
+    from train import data
+
+    class Encoder:
+        config = type("Config", (), {"encoder_name_or_path": "fake"})()
+        calls = 0
+
+        def encode(self, features, lengths):
+            Encoder.calls += 1
+            return features, lengths  # the "frames" are the audio itself, so they show which audio was encoded
+
+    class Processor:
+        def features(self, audio):
+            longest = max(len(a) for a in audio)
+            padded = torch.zeros(len(audio), longest, 1)
+            for i, a in enumerate(audio):
+                padded[i, : len(a), 0] = torch.from_numpy(a)
+            return {"input_features": padded, "feature_lengths": torch.tensor([len(a) for a in audio])}
+
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, np.full(1600, 0.25, dtype=np.float32), 16000)
+    clip = data.Clip(id="train-078000", audio=str(wav), text="first", duration=0.1)
+    cache = data.FeatureCache(str(tmp_path / "features"), Encoder(), Processor(), bf16=False)
+    cache.build([clip, clip, clip])
+    assert Encoder.calls == 1 and cache.load(clip)[0, 0].item() == pytest.approx(0.25, abs=1e-3)
+    cache.build([clip])
+    assert Encoder.calls == 1  # fresh features are reused
+    time.sleep(0.01)
+    sf.write(wav, np.full(1600, -0.5, dtype=np.float32), 16000)  # the clip is rebuilt with other audio
+    cache.build([clip])
+    assert Encoder.calls == 2 and cache.load(clip)[0, 0].item() == pytest.approx(-0.5, abs=1e-3)

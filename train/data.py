@@ -150,9 +150,20 @@ class FeatureCache:
         key = hashlib.sha1(f"{encoder}|{clip.audio}|{clip.id}".encode()).hexdigest()
         return self.folder / f"{key}.npy"
 
+    def is_fresh(self, clip: Clip) -> bool:
+        """Features exist and are newer than the audio file (a clip rebuilt under the same id and path
+        must not keep the frames of the audio it replaced)."""
+        path = self.path(clip)
+        if not path.exists():
+            return False
+        if isinstance(clip.audio, (str, Path)) and os.path.exists(clip.audio):
+            return path.stat().st_mtime_ns >= os.stat(clip.audio).st_mtime_ns
+        return True
+
     def build(self, clips: list[Clip], batch_size: int = 16) -> tuple[list[Clip], int]:
-        """Encode every clip not cached yet; returns the clips that have features and the count that failed."""
-        todo = [c for c in clips if not self.path(c).exists()]
+        """Encode every clip not cached yet (or cached before its audio last changed); returns the
+        clips that have features and the count that failed."""
+        todo = list({self.path(c): c for c in clips if not self.is_fresh(c)}.values())  # a clip listed 3x: once
         failed = set()
         todo.sort(key=lambda c: c.duration)  # similar lengths batch together
         for start in tqdm(range(0, len(todo), batch_size), desc="encoder features", disable=not todo):

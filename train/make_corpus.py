@@ -15,7 +15,8 @@ train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the
 stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers),
 train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19),
 train-neural.jsonl (every neural clip, a third of the classic ones), train-coverage.jsonl (that with
-round 7 twice: item 25) and corpus.md (hours per engine, voices per split, sentence counts).
+round 7 twice: item 25), train-coverage-x3.jsonl (round 7 three
+times: item 26) and corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -402,6 +403,7 @@ TRAIN_SILERO_ALL_X2 = "train-silero-all-x2"
 TRAIN_NEURAL = "train-neural"
 NEURAL_ENGINES = {"silero", "piper", "kokoro"}
 TRAIN_COVERAGE = "train-coverage"
+TRAIN_COVERAGE_X3 = "train-coverage-x3"  # the neural list with round 7 listed three times
 
 
 def job_index(record: dict) -> int:
@@ -441,7 +443,11 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     manifests[TRAIN_NEURAL] = [r for r in manifests[TRAIN_WITH_SILERO]
                                if r["engine"] in NEURAL_ENGINES or job_index(r) % 3 == 0]
     # Round 7 says the words heard least (README, item 25): the neural list with its clips once more.
-    manifests[TRAIN_COVERAGE] = manifests[TRAIN_NEURAL] + [r for r in manifests[TRAIN_NEURAL] if job_index(r) >= ROUND_7]
+    round_7 = [r for r in manifests[TRAIN_NEURAL] if job_index(r) >= ROUND_7]
+    manifests[TRAIN_COVERAGE] = manifests[TRAIN_NEURAL] + round_7
+    # A 500-step stage on that list heard each round-7 clip about half a time (README, item 25); the
+    # x3 list makes round 7 about half of what a stage reads.
+    manifests[TRAIN_COVERAGE_X3] = manifests[TRAIN_NEURAL] + round_7 * 2
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
