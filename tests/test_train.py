@@ -297,7 +297,8 @@ def test_feature_cache_reencodes_a_clip_whose_audio_was_rebuilt_after_its_featur
     assert Encoder.calls == 1 and cache.load(clip)[0, 0].item() == pytest.approx(0.25, abs=1e-3)
     cache.build([clip])
     assert Encoder.calls == 1  # fresh features are reused
-    time.sleep(0.01)
     sf.write(wav, np.full(1600, -0.5, dtype=np.float32), 16000)  # the clip is rebuilt with other audio
+    later = cache.path(clip).stat().st_mtime_ns + 1_000_000_000  # newer for sure, whatever the clock's granularity
+    os.utime(wav, ns=(later, later))
     cache.build([clip])
     assert Encoder.calls == 2 and cache.load(clip)[0, 0].item() == pytest.approx(-0.5, abs=1e-3)

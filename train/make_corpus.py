@@ -15,8 +15,8 @@ train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the
 stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers),
 train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19),
 train-neural.jsonl (every neural clip, a third of the classic ones), train-coverage.jsonl (that with
-round 7 twice: item 25), train-coverage-x3.jsonl (round 7 three
-times: item 26) and corpus.md (hours per engine, voices per split, sentence counts).
+round 7 twice: item 25), train-coverage-x3.jsonl (round 7 three times: item 26) and corpus.md
+(hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -414,9 +414,17 @@ def is_round5_kokoro(record: dict) -> bool:
     return record["engine"] == "kokoro" and ROUND_5 <= job_index(record) < ROUND_6
 
 
-def silero_listed(rows: list[dict], times: int) -> list[dict]:
-    """``rows`` in order, then their Silero clips ``times - 1`` more times."""
-    return rows + [r for r in rows if r["engine"] == "silero"] * (times - 1)
+def is_silero(record: dict) -> bool:
+    return record["engine"] == "silero"
+
+
+def is_round7(record: dict) -> bool:
+    return job_index(record) >= ROUND_7
+
+
+def listed(rows: list[dict], times: int, weighted) -> list[dict]:
+    """``rows`` in order, then those that ``weighted`` picks ``times - 1`` more times."""
+    return rows + [r for r in rows if weighted(r)] * (times - 1)
 
 
 def write_manifests(out: Path, records: list[dict]) -> str:
@@ -435,19 +443,18 @@ def write_manifests(out: Path, records: list[dict]) -> str:
                                   TRAIN_WITH_SILERO: without_blends})
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
     before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
-    manifests[TRAIN_SILERO_X3] = silero_listed(before_end, times=3)
-    manifests[TRAIN_SILERO_ALL_X2] = silero_listed(manifests[TRAIN_WITH_SILERO], times=2)
+    manifests[TRAIN_SILERO_X3] = listed(before_end, times=3, weighted=is_silero)
+    manifests[TRAIN_SILERO_ALL_X2] = listed(manifests[TRAIN_WITH_SILERO], times=2, weighted=is_silero)
     # 34 more hours of the classic engines (round 4) no longer moved real speech (README, item 24):
     # this list keeps every neural clip and every third classic one, so the human-sounding voices
     # are about two thirds of what a stage reads.
     manifests[TRAIN_NEURAL] = [r for r in manifests[TRAIN_WITH_SILERO]
                                if r["engine"] in NEURAL_ENGINES or job_index(r) % 3 == 0]
     # Round 7 says the words heard least (README, item 25): the neural list with its clips once more.
-    round_7 = [r for r in manifests[TRAIN_NEURAL] if job_index(r) >= ROUND_7]
-    manifests[TRAIN_COVERAGE] = manifests[TRAIN_NEURAL] + round_7
+    manifests[TRAIN_COVERAGE] = listed(manifests[TRAIN_NEURAL], times=2, weighted=is_round7)
     # A 500-step stage on that list heard each round-7 clip about half a time (README, item 25); the
     # x3 list makes round 7 about half of what a stage reads.
-    manifests[TRAIN_COVERAGE_X3] = manifests[TRAIN_NEURAL] + round_7 * 2
+    manifests[TRAIN_COVERAGE_X3] = listed(manifests[TRAIN_NEURAL], times=3, weighted=is_round7)
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:
