@@ -82,10 +82,12 @@ def model_info(model: str, pipe) -> str:
         if window
         else "The encoder takes recordings of any length in one piece."
     )
+    ctc_head = (f" · CTC projector for joint decoding (trained, {millions['ctc_projector']})"
+                if counts.get("ctc_projector") else "")
     return (
         f"**Model** `{model}` · preset **{preset_name(config)}**: `{config.encoder_name_or_path}` "
         f"(frozen, {millions['encoder']}) → projector (trained, {millions['projector']}) → "
-        f"`{config.decoder_name_or_path}` (frozen, {millions['decoder']}) · device **{pipe.device}**\n\n"
+        f"`{config.decoder_name_or_path}` (frozen, {millions['decoder']}){ctc_head} · device **{pipe.device}**\n\n"
         f"{long_audio} Limits: {duration(MAX_AUDIO_SECONDS)} of audio and {MAX_FILE_MB} MB per file, "
         f"{MAX_FILES} files per batch."
     )

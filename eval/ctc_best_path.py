@@ -19,6 +19,7 @@ Clips are scored as eval/eval.py scores them (Whisper's English normalizer, corp
 """
 
 import argparse
+import copy
 import re
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def projector_log_probs(model: ASRModel, clips) -> list[list[torch.Tensor]]:
     for pieces in clips:
         row = []
         for frames, n in pieces:
-            embeds, lengths = model.project(frames[None], torch.tensor([n]))
+            embeds, lengths = model.ctc_embeddings(frames[None], torch.tensor([n]))
             row.append(model.ctc_logits(embeds, table)[0, : lengths[0]].log_softmax(-1))
         out.append(row)
     return out
@@ -127,6 +128,8 @@ def main(argv=None):
 
     for path, config in zip(args.model, configs):
         model.config.frame_norm = config.frame_norm
+        if config.ctc_projector != (model.ctc_projector is not None):  # the head may have its own projector
+            model.ctc_projector = copy.deepcopy(model.projector) if config.ctc_projector else None
         model.load_projector(load_file(cached_file(path, "model.safetensors")))
         log_probs = projector_log_probs(model, clips)
         score(path, log_probs)

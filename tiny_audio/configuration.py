@@ -42,6 +42,7 @@ class ASRConfig(PretrainedConfig):
         autocast_dtype: str | None = None,  # pipeline compute dtype under torch.autocast (None: the towers' dtype)
         ctc_blank_id: int | None = None,  # the token the projector's CTC head was trained with as blank (train.py sets it)
         frame_norm: str | None = None,  # None | "mean" | "meanvar": per-clip normalization of encoder frames over time
+        ctc_projector: bool = False,  # a second projector, of the same shape, that only the CTC head reads
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):
@@ -62,6 +63,7 @@ class ASRConfig(PretrainedConfig):
         self.autocast_dtype = autocast_dtype
         self.ctc_blank_id = ctc_blank_id
         self.frame_norm = frame_norm
+        self.ctc_projector = ctc_projector
         # Route the stock "automatic-speech-recognition" task to our pipeline, for this model only.
         kwargs.setdefault("custom_pipelines", {"automatic-speech-recognition": CUSTOM_PIPELINE})
         super().__init__(**kwargs)

