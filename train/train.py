@@ -253,7 +253,9 @@ def main(argv=None):
     if model.ctc_projector is not None:
         model.ctc_projector.requires_grad_(cfg.ctc_weight > 0)
         model.projector.requires_grad_(cfg.lm_weight > 0)
-    trained = [p for module in model.projectors().values() for p in module.parameters() if p.requires_grad]
+    clip_groups = [[p for p in module.parameters() if p.requires_grad] for module in model.projectors().values()]
+    clip_groups = [group for group in clip_groups if group]
+    trained = [p for group in clip_groups for p in group]
     log.info(f"training {sum(p.numel() for p in trained):,} parameters: " + ", ".join(
         name for name, module in model.projectors().items() if any(p.requires_grad for p in module.parameters())))
     optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -306,7 +308,8 @@ def main(argv=None):
                 output = model(**batch, ctc_weight=cfg.ctc_weight, lm_weight=cfg.lm_weight, ctc_vocab_sample=cfg.ctc_vocab_sample,
                                ctc_blank_id=blank)
             accelerator.backward(output.loss)
-            accelerator.clip_grad_norm_(trained, cfg.grad_clip)
+            for params in clip_groups:  # each projector on its own: one loss's spike never shrinks the other's step
+                accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
