@@ -37,9 +37,8 @@ from eval.eval import _prediction, scorable_audio, write_results
 from eval.metrics import wer
 from tiny_audio import SAMPLE_RATE, ASRConfig, ASRModel, ASRProcessor
 from tiny_audio.audio import split_long_audio
-from tiny_audio.modeling import ctc_collapse
+from tiny_audio.modeling import CTC_HEAD_KEYS, ctc_collapse
 
-SHARED = ("encoder_name_or_path", "decoder_name_or_path", "encoder_type", "downsample_rate", "ctc_blank_id")
 
 
 @torch.no_grad()
@@ -99,7 +98,7 @@ def main(argv=None):
 
     configs = [ASRConfig.from_pretrained(m) for m in args.model]
     for path, config in zip(args.model[1:], configs[1:]):
-        differ = [k for k in SHARED if getattr(config, k) != getattr(configs[0], k)]
+        differ = [k for k in CTC_HEAD_KEYS if getattr(config, k) != getattr(configs[0], k)]
         if differ:
             raise SystemExit(f"{path} differs from {args.model[0]} in {', '.join(differ)}: only projectors may differ")
     blank = configs[0].ctc_blank_id

@@ -65,6 +65,13 @@ def earlier_lineage(runs: list[Path]) -> dict:
     return json.loads((record if record.exists() else REPO / record).read_text())
 
 
+def manifests(run: Path) -> list[Path]:
+    """The JSONL manifests a run trained on (hub and folder sources carry no engine: real speech,
+    under its own licence)."""
+    sources = json.loads((run / "train_config.json").read_text())["train_sources"]
+    return [Path(os.path.expanduser(source["path"])) for source in sources if source["type"] == "jsonl"]
+
+
 def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str]:
     """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``), plus those
     of the shipped model the lineage started from (``earlier_lineage``).
@@ -74,10 +81,7 @@ def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str
     machine) stops the ship, unless ``assume`` names the engines to take for it instead."""
     engines = set(earlier_lineage(runs)["engines"])
     for run in runs:
-        for source in json.loads((run / "train_config.json").read_text())["train_sources"]:
-            if source["type"] != "jsonl":
-                continue  # hub and folder sources carry no engine: real speech, under its own licence
-            path = Path(os.path.expanduser(source["path"]))
+        for path in manifests(run):
             if not path.exists() and assume is not None:
                 engines.update(assume)
                 continue
@@ -126,9 +130,7 @@ def main():
     earlier = earlier_lineage(runs)
     assume = args.assume_engines.split(",") if args.assume_engines else None
     engines = sorted(set(heard_engines(runs, assume)) | set(heard_engines(ctc_runs, assume) if ctc_runs else []))
-    missing = [run.name for run in runs + ctc_runs if any(
-        s["type"] == "jsonl" and not Path(os.path.expanduser(s["path"])).exists()
-        for s in json.loads((run / "train_config.json").read_text())["train_sources"])]
+    missing = [run.name for run in runs + ctc_runs if not all(path.exists() for path in manifests(run))]
 
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))

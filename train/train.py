@@ -253,11 +253,11 @@ def main(argv=None):
     if model.ctc_projector is not None:
         model.ctc_projector.requires_grad_(cfg.ctc_weight > 0)
         model.projector.requires_grad_(cfg.lm_weight > 0)
-    clip_groups = [[p for p in module.parameters() if p.requires_grad] for module in model.projectors().values()]
-    clip_groups = [group for group in clip_groups if group]
-    trained = [p for group in clip_groups for p in group]
-    log.info(f"training {sum(p.numel() for p in trained):,} parameters: " + ", ".join(
-        name for name, module in model.projectors().items() if any(p.requires_grad for p in module.parameters())))
+    training = {name: [p for p in module.parameters() if p.requires_grad] for name, module in model.projectors().items()}
+    clip_groups = [params for params in training.values() if params]
+    trained = [p for params in clip_groups for p in params]
+    log.info(f"training {sum(p.numel() for p in trained):,} parameters: "
+             + ", ".join(name for name, params in training.items() if params))
     optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     latest = out / "checkpoints" / "latest"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0, "audio_seconds": 0.0, "elapsed_s": 0.0,

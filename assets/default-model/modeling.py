@@ -29,6 +29,9 @@ logger = logging.get_logger(__name__)
 ENCODER_FRAME_SECONDS = 0.02  # Whisper, HuBERT and wav2vec2 all emit 50 frames per second
 CTC_SCALE = 30.0  # cosine -> logit scale of the CTC head (as in cosine-softmax classifiers)
 NORM_WEIGHT = 0.1  # weight of the output-length pull in the CTC loss
+# Config keys a CTC head's scores depend on (the frames it reads, the tokens and blank it scores): two
+# checkpoints that agree on them can swap or share CTC heads (eval/ctc_best_path.py, start_ctc_projector).
+CTC_HEAD_KEYS = ("encoder_name_or_path", "decoder_name_or_path", "encoder_type", "downsample_rate", "ctc_blank_id")
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
@@ -194,10 +197,14 @@ class ASRModel(PreTrainedModel):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Projector output (B, ceil(T/k), llm_dim) and LLM positions per clip (``projector``: default the LLM's)."""
         projector = projector or self.projector
-        k = self.config.downsample_rate
         frames = frames.to(projector.linear_1.weight.dtype)  # towers may be stored in another dtype
         frames = normalize_frames(frames, frame_lengths, self.config.frame_norm)  # old configs load as None
-        return projector(frames), (frame_lengths + k - 1) // k
+        return projector(frames), self.audio_positions(frame_lengths)
+
+    def audio_positions(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """LLM positions per clip: k encoder frames each, a partial last group included."""
+        k = self.config.downsample_rate
+        return (frame_lengths + k - 1) // k
 
     def ctc_embeddings(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
                        audio_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,8 +213,7 @@ class ASRModel(PreTrainedModel):
         if self.ctc_projector is not None:
             return self.project(frames, frame_lengths, self.ctc_projector)
         if audio_embeds is not None:
-            k = self.config.downsample_rate
-            return audio_embeds, (frame_lengths + k - 1) // k
+            return audio_embeds, self.audio_positions(frame_lengths)
         return self.project(frames, frame_lengths)
 
     def encoder_output(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
@@ -388,7 +394,8 @@ class ASRModel(PreTrainedModel):
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
         if ctc_weight and self.config.ctc_blank_id is not None:
             eos = generate_kwargs["eos_token_id"]
-            scorer = self.ctc_prefix_scorer(self.ctc_embeddings(frames, frame_lengths, audio_embeds)[0], audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
+            ctc_embeds, _ = self.ctc_embeddings(frames, frame_lengths, audio_embeds)
+            scorer = self.ctc_prefix_scorer(ctc_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
                                             ctc_top_k)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
@@ -431,8 +438,7 @@ class ASRModel(PreTrainedModel):
         ctc_projector where it has one, else its projector (e.g. a CTC-only run's). The checkpoint must
         read the same encoder frames the same way and score against the same LLM and blank."""
         other = ASRConfig.from_pretrained(checkpoint)
-        shared = ("encoder_name_or_path", "decoder_name_or_path", "downsample_rate", "projector_hidden_dim", "frame_norm",
-                  "ctc_blank_id")
+        shared = CTC_HEAD_KEYS + ("projector_hidden_dim", "frame_norm")  # one config serves both projectors
         differ = [key for key in shared if getattr(other, key) != getattr(self.config, key)]
         if differ:
             raise ValueError(f"{checkpoint} differs from this model in {', '.join(differ)}: its CTC head cannot join it")
