@@ -151,3 +151,37 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     assert "CTC projector" in card and "`ctc-b`" in card and "engines taken for them: flite, silero" in card
     assert "license: cc-by-nc-sa-4.0" in card and "**Licence.**" in card  # an assumed Silero still sets the licence,
     assert "Silero TTS v3_en" in card  # and the voices are named, with no corpus folder given
+
+
+def test_a_context_head_starts_as_the_plain_head_and_reads_a_clip_alone_as_in_a_batch(tiny_config, tmp_path):
+    """config.ctc_context: the CTC projector also reads its neighbours. Started from a plain head it is
+    the same function (new weights zero) until training moves them; padding never leaks into a clip."""
+    torch.manual_seed(0)
+    plain, processor = build(tiny_config)
+    torch.nn.init.normal_(plain.projector.linear_1.weight, std=0.05)
+    plain.save_pretrained(tmp_path / "plain")
+    model, _ = build(tiny_config, ctc_context=2)
+    model.start_ctc_projector(tmp_path / "plain")
+    assert model.ctc_projector.linear_1.in_features == 5 * plain.projector.linear_1.in_features
+    batch = processor([tone(0.6), tone(1.7, seed=1)])
+    frames, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
+    wide, positions = model.ctc_embeddings(frames, lengths)
+    torch.testing.assert_close(wide, plain.project(frames, lengths)[0])
+    # trained a little: the neighbours matter now, and the short clip still reads the same alone
+    torch.nn.init.normal_(model.ctc_projector.linear_1.weight, std=0.05)
+    wide, _ = model.ctc_embeddings(frames, lengths)
+    assert not torch.allclose(wide, plain.project(frames, lengths)[0], atol=1e-3)
+    alone = processor([tone(0.6)])
+    one, _ = model.ctc_embeddings(*model.encode(alone["input_features"], alone["feature_lengths"]))
+    torch.testing.assert_close(one[0, : positions[0]], wide[0, : positions[0]], atol=1e-5, rtol=1e-4)
+    # saved and loaded back as a context head; a plain model given it (ship.py --ctc-from) takes its context
+    model.save_pretrained(tmp_path / "wide")
+    loaded = ASRModel.from_pretrained(tmp_path / "wide")
+    assert loaded.config.ctc_context == 2
+    torch.testing.assert_close(loaded.ctc_embeddings(frames, lengths)[0], wide)
+    plain.start_ctc_projector(tmp_path / "wide")
+    assert plain.config.ctc_context == 2
+    torch.testing.assert_close(plain.ctc_embeddings(frames, lengths)[0], wide)
+    with pytest.raises(ValueError, match="narrower context"):
+        model.ctc_projector.load_narrower({k: v[:, :3] if k == "linear_1.weight" else v
+                                           for k, v in model.ctc_projector.state_dict().items()})

@@ -150,11 +150,12 @@ def test_resume_after_sigkill_continues_exactly(tower_dir, dataset, tmp_path):
     assert json.loads(state.read_text())["step"] == 24
 
 
-@pytest.mark.parametrize("ctc_weight", [0.0, 0.5])
-def test_init_ctc_from_joins_a_ctc_projector_that_trains_only_on_ctc(tower_dir, dataset, tiny_config, tmp_path, ctc_weight):
+@pytest.mark.parametrize("ctc_weight, context", [(0.0, 0), (0.5, 0), (0.5, 1)])
+def test_init_ctc_from_joins_a_ctc_projector_that_trains_only_on_ctc(tower_dir, dataset, tiny_config, tmp_path,
+                                                                     ctc_weight, context):
     """init_ctc_from: a second run's head joins as the CTC projector; with ctc_weight=0 only the LLM's
     projector moves, with ctc_weight>0 both do, and the run's checkpoint holds both (what ship.py and
-    the pipeline load)."""
+    the pipeline load). init_ctc_context widens the head to read its neighbours."""
     from tiny_audio import ASRModel
 
     torch.manual_seed(0)
@@ -162,16 +163,21 @@ def test_init_ctc_from_joins_a_ctc_projector_that_trains_only_on_ctc(tower_dir, 
     ASRModel(tiny_config(projector_hidden_dim=64, generation={"max_new_tokens": 6})).save_pretrained(tmp_path / "ctc")
     out = tmp_path / "run"
     args = overrides(tower_dir, dataset, init_from=tmp_path / "llm", init_ctc_from=tmp_path / "ctc", ctc_weight=ctc_weight,
-                     max_steps=6, eval_every=1000)
+                     max_steps=6, eval_every=1000, init_ctc_context=context)
     result = run(args, out)
     assert result.returncode == 0, result.stderr[-3000:]
     trained = "projector, ctc_projector\n" if ctc_weight else "projector\n"
     assert f"parameters: {trained}" in result.stderr  # the log says which projectors train
     final, llm, ctc = (load_file(path / "model.safetensors") for path in (out / "final", tmp_path / "llm", tmp_path / "ctc"))
+    if context:  # the neighbours' weights start at zero, the centre block at the head's
+        width = ctc["projector.linear_1.weight"].shape[1]
+        assert final["ctc_projector.linear_1.weight"].shape[1] == 3 * width
+        final["ctc_projector.linear_1.weight"] = final["ctc_projector.linear_1.weight"][:, width : 2 * width]
     moved = [not torch.equal(final["ctc_" + key], value) for key, value in ctc.items()]
     assert any(moved) if ctc_weight else not any(moved)  # frozen when no loss reads it
     assert any(not torch.equal(final[key], value) for key, value in llm.items())  # trained
-    assert json.loads((out / "final" / "config.json").read_text())["ctc_projector"] is True
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["ctc_projector"] is True and config["ctc_context"] == context
 
 
 def test_sigterm_saves_then_exits(tower_dir, dataset, tmp_path):

@@ -15,6 +15,7 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # passed to ASRConfig (frozen_dtype, instruction, ...)
     init_from: str | None = None  # start from an existing checkpoint's projector
     init_ctc_from: str | None = None  # give the model a separate CTC projector, started from this checkpoint's CTC head
+    init_ctc_context: int = 0  # ... reading this many stacked neighbours each side (started as that head's function)
 
     make_corpus: dict | None = None  # {out, clips, engines}: synthesize train data first if the first source is missing
     # Data. Each source: {type: jsonl|audiofolder|disk, path} or {type: hub, name, config, split, weight, text_column}.

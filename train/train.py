@@ -67,6 +67,7 @@ def build_model(cfg: TrainConfig) -> ASRModel:
     else:
         model = ASRModel(make_config(cfg.encoder, cfg.decoder, **cfg.model_overrides))
     if cfg.init_ctc_from:
+        model.config.ctc_context = max(model.config.ctc_context, cfg.init_ctc_context)
         model.start_ctc_projector(cfg.init_ctc_from)
     return model
 

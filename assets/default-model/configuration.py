@@ -43,6 +43,7 @@ class ASRConfig(PretrainedConfig):
         ctc_blank_id: int | None = None,  # the token the projector's CTC head was trained with as blank (train.py sets it)
         frame_norm: str | None = None,  # None | "mean" | "meanvar": per-clip normalization of encoder frames over time
         ctc_projector: bool = False,  # a second projector, of the same shape, that only the CTC head reads
+        ctc_context: int = 0,  # the CTC projector also reads this many stacked neighbours each side (0: same shape)
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):
@@ -64,6 +65,7 @@ class ASRConfig(PretrainedConfig):
         self.ctc_blank_id = ctc_blank_id
         self.frame_norm = frame_norm
         self.ctc_projector = ctc_projector
+        self.ctc_context = ctc_context
         # Route the stock "automatic-speech-recognition" task to our pipeline, for this model only.
         kwargs.setdefault("custom_pipelines", {"automatic-speech-recognition": CUSTOM_PIPELINE})
         super().__init__(**kwargs)

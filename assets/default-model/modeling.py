@@ -1,6 +1,5 @@
 """ASRModel: frozen audio encoder -> trainable AudioProjector -> frozen causal LM."""
 
-import copy
 import functools
 import math
 
@@ -118,7 +117,7 @@ class ASRModel(PreTrainedModel):
         self.projector = AudioProjector(*shape)
         # Optional: the CTC head reads its own projector, so the LM loss (through self.projector) and the
         # CTC loss (through this one) stop pulling one set of weights two ways (README item 30).
-        self.ctc_projector = AudioProjector(*shape) if config.ctc_projector else None
+        self.ctc_projector = AudioProjector(*shape, context=config.ctc_context) if config.ctc_projector else None
         self.freeze_towers()
         self.post_init()
 
@@ -445,8 +444,13 @@ class ASRModel(PreTrainedModel):
         state = load_file(cached_file(checkpoint, "model.safetensors"))
         prefix = "ctc_projector." if any(k.startswith("ctc_projector.") for k in state) else "projector."
         self.config.ctc_projector = True
-        self.ctc_projector = copy.deepcopy(self.projector)
-        self.ctc_projector.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+        # The head keeps its own context; a head with less (a plain projector's: none) starts a model
+        # whose config asks for more (train.py model_overrides) as the same function.
+        head_context = other.ctc_context if prefix == "ctc_projector." else 0
+        self.config.ctc_context = max(self.config.ctc_context, head_context)
+        shape = (self.config.encoder_dim, self.config.llm_dim, self.config.downsample_rate, self.config.projector_hidden_dim)
+        self.ctc_projector = AudioProjector(*shape, context=self.config.ctc_context).to(self.projector.linear_1.weight.dtype)
+        self.ctc_projector.load_narrower({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
     def load_projector(self, state: dict) -> None:
         """Load every projector of this model from ``state`` (strict: no stray or missing weights)."""
