@@ -107,6 +107,7 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     """ship.py --ctc-from: the LLM projector from the checkpoint, the CTC projector from another run's
     head, both lineages on the card; a gone manifest stops the ship unless --assume-engines names its voices."""
     import json
+    import os
     import sys
 
     from train import ship
@@ -114,10 +115,10 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     def run(name, model, manifest_rows):
         folder = tmp_path / name
         model.save_pretrained(folder / "final")
-        (folder / "log.csv").write_text("step,loss,samples,audio_hours,elapsed_s,eval_set\n10,2.5,40,0.1,60,\n")
         manifest = tmp_path / f"{name}.jsonl"
-        if manifest_rows is not None:
+        if manifest_rows is not None:  # written before the run's log, as a run reads it
             manifest.write_text("".join(json.dumps(r) + "\n" for r in manifest_rows))
+        (folder / "log.csv").write_text("step,loss,samples,audio_hours,elapsed_s,eval_set\n10,2.5,40,0.1,60,\n")
         (folder / "train_config.json").write_text(json.dumps({
             "train_sources": [{"type": "jsonl", "path": str(manifest)}], "lm_weight": 1.0, "ctc_weight": 0.0,
             "learning_rate": 1e-4, "batch_seconds": 100}))
@@ -135,6 +136,15 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit, match="missing"):
         ship.main()
+    # a manifest rewritten after its run (a corpus rebuilt since) is not trusted either
+    monkeypatch.setattr(sys, "argv", ["ship.py", str(llm_run / "final"), "--runs", str(llm_run)])
+    ship.main()  # as the run read it: fine
+    future = (llm_run / "log.csv").stat().st_mtime + 60
+    os.utime(tmp_path / "llm-a.jsonl", (future, future))
+    with pytest.raises(SystemExit, match="newer than the run"):
+        ship.main()
+    past = future - 120
+    os.utime(tmp_path / "llm-a.jsonl", (past, past))
     monkeypatch.setattr(sys, "argv", argv + ["--assume-engines", "flite,silero"])
     ship.main()
     shipped = load_file(target / "model.safetensors")
@@ -149,6 +159,7 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     assert [line.split("`")[1] for line in lineage["ctc_runs"]] == ["ctc-b"]
     card = (target / "README.md").read_text()
     assert "CTC projector" in card and "`ctc-b`" in card and "engines taken for them: flite, silero" in card
+    assert "The manifests of `ctc-b` were not on the shipping machine" in card
     assert "license: cc-by-nc-sa-4.0" in card and "**Licence.**" in card  # an assumed Silero still sets the licence,
     assert "Silero TTS v3_en" in card  # and the voices are named, with no corpus folder given
 

@@ -72,6 +72,12 @@ def manifests(run: Path) -> list[Path]:
     return [Path(os.path.expanduser(source["path"])) for source in sources if source["type"] == "jsonl"]
 
 
+def manifest_gone(run: Path, path: Path) -> bool:
+    """A manifest is gone when it is missing, or written after the run's log (rebuilt since: it may
+    not list what the run read, e.g. a corpus rebuilt in part on a new machine)."""
+    return not path.exists() or path.stat().st_mtime > (run / "log.csv").stat().st_mtime
+
+
 def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str]:
     """The TTS engines in the JSONL manifests the runs trained on (each row's ``engine``), plus those
     of the shipped model the lineage started from (``earlier_lineage``).
@@ -82,12 +88,12 @@ def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str
     engines = set(earlier_lineage(runs)["engines"])
     for run in runs:
         for path in manifests(run):
-            if not path.exists() and assume is not None:
+            if manifest_gone(run, path) and assume is not None:
                 engines.update(assume)
                 continue
-            if not path.exists():
-                raise SystemExit(f"{run} trained on {path}, which is missing: rebuild it to know what the card's licence is"
-                                 " (or pass --assume-engines)")
+            if manifest_gone(run, path):
+                raise SystemExit(f"{run} trained on {path}, which is missing or newer than the run: rebuild it to know "
+                                 "what the card's licence is (or pass --assume-engines)")
             with open(path) as f:
                 engines.update(json.loads(line).get("engine") for line in f if line.strip())
     return sorted(engines - {None})
@@ -102,7 +108,10 @@ def run_line(run: Path) -> str:
     """One card line per run: where it started, how long, with which losses."""
     summary = summarize_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
-    start = f" from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`" if cfg.get("init_from") else ""
+    name = lambda path: f"`{Path(path).parent.name}/{Path(path).name}`"  # noqa: E731
+    start = f" from {name(cfg['init_from'])}" if cfg.get("init_from") else ""
+    if cfg.get("init_ctc_from"):
+        start += f" (its CTC projector from {name(cfg['init_ctc_from'])}, context {cfg.get('init_ctc_context', 0)})"
     return (f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
             f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
             f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
@@ -130,7 +139,7 @@ def main():
     earlier = earlier_lineage(runs)
     assume = args.assume_engines.split(",") if args.assume_engines else None
     engines = sorted(set(heard_engines(runs, assume)) | set(heard_engines(ctc_runs, assume) if ctc_runs else []))
-    missing = [run.name for run in runs + ctc_runs if not all(path.exists() for path in manifests(run))]
+    missing = [run.name for run in runs + ctc_runs if any(manifest_gone(run, path) for path in manifests(run))]
 
     # Re-save through the current package: the folder gets today's remote code and config defaults.
     model = ASRModel.from_pretrained(str(checkpoint))
@@ -174,7 +183,8 @@ def main():
         "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top "
         f"{model.config.generation['ctc_top_k']}",
         "next tokens (`generation.ctc_top_k`) are re-scored with the CTC prefix probability read off the "
-        + ("CTC projector's outputs (a second 5.1 M-parameter projector) against" if two else "projector outputs against"),
+        + (f"CTC projector's outputs (a second projector, {model.parameter_counts()['ctc_projector'] / 1e6:.1f} M parameters) against"
+           if two else "projector outputs against"),
         "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
         "Runs in order, each starting from the one before: CTC stages train without the LLM (lm_weight 0;",
         "projector outputs scored by scaled cosine against SmolLM2's token embeddings, the space token as",
@@ -190,7 +200,9 @@ def main():
     lineage = {"engines": engines, "runs": earlier["runs"] + run_lines}
     if ctc_runs:
         lineage["ctc_runs"] = [run_line(run) for run in ctc_runs]
-        lines += ["", "The CTC projector (`ctc_projector` in config.json: a second projector of the same shape and size,",
+        context = (f" that also reads {model.config.ctc_context} stacked neighbours on each side,"
+                   if model.config.ctc_context else " of the same shape and size,")
+        lines += ["", f"The CTC projector (`ctc_projector` in config.json: a second projector{context}",
                   "read only by the CTC head, so the next-token loss never pulls on it) comes from "
                   f"`{Path(args.ctc_from).parent.name}`, whose runs were:"] + lineage["ctc_runs"]
     if missing and assume:
