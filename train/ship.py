@@ -74,8 +74,10 @@ def manifests(run: Path) -> list[Path]:
 
 def manifest_gone(run: Path, path: Path) -> bool:
     """A manifest is gone when it is missing, or written after the run's log (rebuilt since: it may
-    not list what the run read, e.g. a corpus rebuilt in part on a new machine)."""
-    return not path.exists() or path.stat().st_mtime > (run / "log.csv").stat().st_mtime
+    not list what the run read, e.g. a corpus rebuilt in part on a new machine). A run without a log
+    (never trained here) is judged by the manifest's presence alone."""
+    log = run / "log.csv"
+    return not path.exists() or (log.exists() and path.stat().st_mtime > log.stat().st_mtime)
 
 
 def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str]:
