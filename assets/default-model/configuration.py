@@ -42,7 +42,7 @@ class ASRConfig(PretrainedConfig):
         autocast_dtype: str | None = None,  # pipeline compute dtype under torch.autocast (None: the towers' dtype)
         ctc_blank_id: int | None = None,  # the token the projector's CTC head was trained with as blank (train.py sets it)
         frame_norm: str | None = None,  # None | "mean" | "meanvar": per-clip normalization of encoder frames over time
-        ctc_projector: bool = False,  # a second projector, of the same shape, that only the CTC head reads
+        ctc_projector: bool = False,  # a second projector, of the same kind, that only the CTC head reads
         ctc_context: int = 0,  # the CTC projector also reads this many stacked neighbours each side (0: same shape)
         **kwargs,
     ):
