@@ -90,10 +90,11 @@ def heard_engines(runs: list[Path], assume: list[str] | None = None) -> list[str
     engines = set(earlier_lineage(runs)["engines"])
     for run in runs:
         for path in manifests(run):
-            if manifest_gone(run, path) and assume is not None:
+            gone = manifest_gone(run, path)
+            if gone and assume is not None:
                 engines.update(assume)
                 continue
-            if manifest_gone(run, path):
+            if gone:
                 raise SystemExit(f"{run} trained on {path}, which is missing or newer than the run: rebuild it to know "
                                  "what the card's licence is (or pass --assume-engines)")
             with open(path) as f:

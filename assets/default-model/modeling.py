@@ -113,13 +113,18 @@ class ASRModel(PreTrainedModel):
                 f"config says encoder_dim={config.encoder_dim}, llm_dim={config.llm_dim} but the towers have "
                 f"{enc_dim} and {llm_dim}"
             )
-        shape = (config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim)
-        self.projector = AudioProjector(*shape)
+        self.projector = self.new_projector()
         # Optional: the CTC head reads its own projector, so the LM loss (through self.projector) and the
         # CTC loss (through this one) stop pulling one set of weights two ways (README item 30).
-        self.ctc_projector = AudioProjector(*shape, context=config.ctc_context) if config.ctc_projector else None
+        self.ctc_projector = self.new_projector(config.ctc_context) if config.ctc_projector else None
         self.freeze_towers()
         self.post_init()
+
+    def new_projector(self, context: int = 0) -> AudioProjector:
+        """A freshly initialised projector of this config's shape (``context``: the CTC projector's)."""
+        config = self.config
+        return AudioProjector(config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim,
+                              context=context)
 
     def _init_weights(self, module):
         pass  # towers arrive pretrained; the projector initialises itself (nn.Linear defaults)
@@ -445,11 +450,10 @@ class ASRModel(PreTrainedModel):
         prefix = "ctc_projector." if any(k.startswith("ctc_projector.") for k in state) else "projector."
         self.config.ctc_projector = True
         # The head keeps its own context; a head with less (a plain projector's: none) starts a model
-        # whose config asks for more (train.py model_overrides) as the same function.
+        # whose config asks for more (train.py init_ctc_context) as the same function.
         head_context = other.ctc_context if prefix == "ctc_projector." else 0
         self.config.ctc_context = max(self.config.ctc_context, head_context)
-        shape = (self.config.encoder_dim, self.config.llm_dim, self.config.downsample_rate, self.config.projector_hidden_dim)
-        self.ctc_projector = AudioProjector(*shape, context=self.config.ctc_context).to(self.projector.linear_1.weight.dtype)
+        self.ctc_projector = self.new_projector(self.config.ctc_context).to(self.projector.linear_1.weight.dtype)
         self.ctc_projector.load_narrower({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
     def load_projector(self, state: dict) -> None:
