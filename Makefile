@@ -28,7 +28,7 @@ system:
 # What train/make_corpus.py needs beyond the app: Debian's voices and sox, the text sources, and the
 # neural voices in requirements-train.txt (whose header lists the same packages).
 CORPUS_PACKAGES := espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox \
-  libsox-fmt-all fortunes fortunes-min fortunes-bofh-excuses fortunes-debian-hints wordnet-base
+  libsox-fmt-all fortunes fortunes-min fortunes-bofh-excuses fortunes-debian-hints wordnet-base wamerican
 
 train-deps: $(VENV)/.installed
 	@$(MAKE) --no-print-directory system SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(CORPUS_PACKAGES)"

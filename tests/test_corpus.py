@@ -218,3 +218,79 @@ def test_manifests_write_no_train_list_for_a_corpus_without_train_clips(tmp_path
     make_corpus.write_manifests(tmp_path, [record])
     assert (tmp_path / "dev.jsonl").exists() and not (tmp_path / "train.jsonl").exists()
     assert (tmp_path / "train-without-r5-kokoro.jsonl").read_text() == ""
+
+
+def test_word_phrases_say_each_needed_word_once_a_pass_and_only_train_texts():
+    """Round 8's texts: 1-3 words each; a word heard ``target`` times is never said; in one pass each
+    needed word is said at most once; a text hashing to dev or test is never said; spellings apply."""
+    import random
+
+    from train.texts import word_phrases
+
+    words = [f"w{chr(97 + a)}{chr(97 + b)}" for a in range(20) for b in range(20)]  # 400 made-up words
+    heard = ["Waa wab."] * 5  # waa and wab heard 5 times
+    split_of = make_corpus.sentence_split
+    phrases = word_phrases(words, heard, random.Random(0), split_of, target=5, case={"wac": "WAC"})
+    first = [next(phrases) for _ in range(150)]
+    said = [w.lower() for t in first for w in t.rstrip(".").split()]
+    assert all(t[0].isupper() and t.endswith(".") and 1 <= len(t.split()) <= 3 for t in first)
+    assert all(split_of(t) == "train" for t in first)
+    assert "waa" not in said and "wab" not in said
+    assert len(said) == len(set(said))  # 150 texts, under 398 words: still the first pass
+    assert any("WAC" in t for t in first + [next(phrases) for _ in range(300)])  # (within two passes)
+    # with a target of 1 each word is said once, and the phrases end when no pass can say the rest
+    # (a last word alone whose text hashes to dev or test is never said: a few of 398 at most)
+    once = list(word_phrases(words, heard, random.Random(0), split_of, target=1))
+    said = [w.lower() for t in once for w in t.rstrip(".").split()]
+    assert len(said) == len(set(said)) and set(said) <= set(words[2:]) and len(said) >= 390
+    assert once[:150] == first  # the same seed, the same order
+
+
+def test_spellings_keep_names_capitalized_and_common_words_lower(tmp_path):
+    from train.texts import dictionary_spellings, usual_case
+
+    (tmp_path / "words").write_text("Walter\nwalter's\nbobby\nBobby\nPolish\npolish\ncaller\n")
+    spellings = dictionary_spellings(str(tmp_path / "words"))
+    assert spellings == {"walter": "Walter", "walter's": "walter's", "bobby": "bobby", "polish": "polish", "caller": "caller"}
+    assert dictionary_spellings(str(tmp_path / "missing")) == {}
+    # running text: a sentence's first word does not count; the commonest spelling wins
+    usual = usual_case(["Monday came.", "It was Monday then.", "I said I would.", "Said the monday man, then Monday."])
+    assert usual["monday"] == "Monday" and usual["i"] == "I" and "it" not in usual and usual["then"] == "then"
+
+
+def test_round_eight_says_common_words_and_leaves_earlier_rounds_alone():
+    """Round 8's train texts are 1-3 dictionary words from wordfreq's list, by Silero's and the classic
+    train voices; jobs before it are unchanged, and dev and test keep their voices."""
+    pytest.importorskip("wordfreq")
+    from train.texts import dictionary_spellings
+
+    if not dictionary_spellings():
+        pytest.skip("no /usr/share/dict/american-english (Debian wamerican)")
+    r8 = make_corpus.ROUND_8
+    jobs = make_corpus.make_jobs(0, r8 + 500)
+    assert jobs[:r8] == make_corpus.make_jobs(0, r8)
+    later = jobs[r8:]
+    train = [j for j in later if j["split"] == "train"]
+    spellings = dictionary_spellings()
+    assert all(1 <= len(j["text"].split()) <= 3 for j in train)
+    assert all(w.lower() in spellings for j in train for w in j["text"].rstrip(".").split())
+    table = {(e, v) for e, v, _ in make_corpus.VOICES_8["train"]}
+    assert {(j["engine"], j["voice"]) for j in train} <= table and {j["engine"] for j in train} >= {"silero", "espeak"}
+    held_out = {(e, v) for e, v, _ in make_corpus.VOICES["test"] + make_corpus.VOICES["dev"]}
+    assert {(j["engine"], j["voice"]) for j in later if j["split"] != "train"} <= held_out
+
+
+def test_words_list_is_every_clip_with_silero_and_round_eight_twice_and_older_lists_leave_round_eight_out(tmp_path):
+    r6, r7, r8 = make_corpus.ROUND_6, make_corpus.ROUND_7, make_corpus.ROUND_8
+    make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero"),
+                                           record(r8 + 4, "espeak"), record(r8 + 5, "silero")])
+
+    def ids(name):
+        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    old = ["train-000031", f"train-{r6 + 1:06d}", f"train-{r7 + 3:06d}"]
+    new = [f"train-{r8 + 4:06d}", f"train-{r8 + 5:06d}"]
+    assert ids("train") == old + new
+    assert ids("train-words") == old + new + old[1:] + new
+    assert ids("train-with-silero") == old and ids("train-silero-all-x2") == old + old[1:]
+    assert ids("train-coverage-x3") == [old[1]] + [old[2]] * 3  # round 8 is not round 7

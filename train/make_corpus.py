@@ -7,6 +7,7 @@
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 54000   # + round 5: flite rms, festival ked, Kokoro blends
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 60000 --start 54000 --engines silero  # + round 6
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 90000 --start 78000 --engines silero  # + round 7
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 114000 --start 90000 --engines silero,espeak,flite,festival  # + round 8
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint
@@ -15,8 +16,9 @@ train-without-r5-kokoro.jsonl (rounds 1-5 less round 5's Kokoro blends: what the
 stages from llm-7 on read), train-with-silero.jsonl (that plus round 6's 118 Silero speakers),
 train-silero-x3.jsonl / train-silero-all-x2.jsonl (Silero weighted up: README, items 10 and 19),
 train-neural.jsonl (every neural clip, a third of the classic ones), train-coverage.jsonl (that with
-round 7 twice: item 25), train-coverage-x3.jsonl (round 7 three times: item 26) and corpus.md
-(hours per engine, voices per split, sentence counts).
+round 7 twice: item 25), train-coverage-x3.jsonl (round 7 three times: item 26), train-words.jsonl
+(every clip, Silero's and round 8's twice: item 32; the lists before it leave round 8 out) and
+corpus.md (hours per engine, voices per split, sentence counts).
 """
 
 import argparse
@@ -38,7 +40,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root: train/ as a package, as train.py does
-from train.texts import coverage_sentences, load_broad_sentences, load_sentences, wordnet_glosses  # noqa: E402
+from train.texts import (common_words, coverage_sentences, dictionary_spellings, load_broad_sentences,  # noqa: E402
+                         load_sentences, usual_case, word_phrases, wordnet_glosses)
 
 RATE = 16000
 # Voices per split. espeak variants scored <= 10% WER for Whisper tiny.en (shared/DATA.md).
@@ -107,8 +110,21 @@ VOICES_6 = {
 # texts come from train.texts.coverage_sentences over every text source, WordNet's definitions
 # added; dev and test draw from their own sentences as before.
 ROUND_7 = 78000
+# Round 8 (jobs from ROUND_8 on): every common English word the corpus says fewer than 30 times, 1-3
+# words a clip (train.texts.word_phrases), by Silero's speakers and the classic train voices, which
+# run fast enough to add a few more timbres at little cost (Kokoro and Piper would take most of the CPU).
+ROUND_8 = 90000
+VOICES_8 = {
+    "train": [("silero", v, 0.6 / len(SILERO_VOICES)) for v in SILERO_VOICES]
+    + [("festival", "cmu_us_slt_arctic_hts", 0.05), ("festival", "kal_diphone", 0.05), ("festival", "ked_diphone", 0.05),
+       ("flite", "slt", 0.033), ("flite", "kal16", 0.033), ("flite", "rms", 0.034)]
+    + [("espeak", v, 0.15 / len(ESPEAK_TRAIN)) for v in ESPEAK_TRAIN],
+    "dev": VOICES["dev"],
+    "test": VOICES["test"],
+}
 # (first job, voice table) per round; round 3 keeps round 2's voices, round 7 round 6's.
-VOICE_ROUNDS = [(0, VOICES), (ROUND_2, VOICES_2), (ROUND_4, VOICES_4), (ROUND_5, VOICES_5), (ROUND_6, VOICES_6)]
+VOICE_ROUNDS = [(0, VOICES), (ROUND_2, VOICES_2), (ROUND_4, VOICES_4), (ROUND_5, VOICES_5), (ROUND_6, VOICES_6),
+                (ROUND_8, VOICES_8)]
 SPLIT_SHARE = {"dev": 0.03, "test": 0.03}  # of sentences; the rest train
 
 
@@ -130,40 +146,54 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
     for i in range(clips):
         split = "dev" if i % 50 == 1 else "test" if i % 50 == 2 else "train"
         pool = by_split[split]
+        if i in (ROUND_7, ROUND_8):
+            running_text = by_split["train"] + broad["train"]  # decides which words are everyday ones, and their case
         if i == ROUND_7:  # the texts of rounds 1-6 are known now: pick round 7's to fill their gaps
-            running_text = by_split["train"] + broad["train"]  # decides which words are everyday ones
-            covering = iter(coverage_sentences(
+            covering = iter(coverage_sentences(  # (a count past round 7 would only append: the picks are a prefix)
                 running_text + [s for s in wordnet_glosses() if sentence_split(s) == "train"],
-                heard=[j["text"] for j in jobs if j["split"] == "train"], count=clips - ROUND_7, common=running_text))
-        if covering is not None and split == "train":
-            text = next(covering)
-        elif i >= ROUND_5:  # the texts of rounds 1, 3 and 4, for the new voices
-            kind = rng.choices(["sentence", "short", "broad"], weights=[0.6, 0.2, 0.2])[0]
-            if kind == "sentence":
-                text = rng.choice(pool)
-            elif kind == "short":
-                text = short_phrase(rng, pool, split)
-            else:
-                text = rng.choice(broad[split])
-        elif i >= ROUND_4:
-            n = rng.choices([1, 2], weights=[0.8, 0.2])[0]  # prose sentences are long already
-            text = " ".join(rng.choice(broad[split]) for _ in range(n))
-        elif i >= ROUND_3:
-            text = short_phrase(rng, pool, split)
-        else:
-            n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
-            text = " ".join(rng.choice(pool) for _ in range(n))
+                heard=[j["text"] for j in jobs if j["split"] == "train"], count=min(clips, ROUND_8) - ROUND_7,
+                common=running_text))
+        if i == ROUND_8:  # every common word that rounds 1-7 say fewer than 30 times, 1-3 at a time
+            spellings = dictionary_spellings()
+            if not spellings:
+                raise RuntimeError("round 8 needs /usr/share/dict/american-english (Debian wamerican: make train-deps)")
+            covering = word_phrases([w for w in common_words() if w in spellings],
+                                    heard=[j["text"] for j in jobs if j["split"] == "train"],
+                                    rng=random.Random(seed * 1_000_003 + ROUND_8), split_of=sentence_split,
+                                    case={**spellings, **usual_case(running_text)})
+        text = next(covering, None) if covering is not None and split == "train" else None
+        if text is None:  # rounds 1-6, and dev and test from round 7 on
+            text = drawn_text(rng, i, pool, broad[split], split)
         table = next(voices for start, voices in reversed(VOICE_ROUNDS) if i >= start)[split]
         engine, voice, _ = rng.choices(table, weights=[w for *_, w in table])[0]
-        rate, pitch, seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
+        rate, pitch, job_seed = rng.uniform(0.85, 1.2), rng.uniform(-1, 1), rng.randrange(2**31)  # in the original order
         if voice == "blend":  # from the job's own seed: the main sequence is untouched
-            voice = kokoro_blend(random.Random(seed))
+            voice = kokoro_blend(random.Random(job_seed))
         jobs.append({
             "id": f"{split}-{i:06d}", "split": split, "text": text, "engine": engine, "voice": voice,
-            "rate": rate, "pitch": pitch, "seed": seed,
+            "rate": rate, "pitch": pitch, "seed": job_seed,
             "augment": augment_plan(rng, engine),
         })
     return jobs
+
+
+def drawn_text(rng: random.Random, i: int, pool: list[str], broad: list[str], split: str) -> str:
+    """Job ``i``'s text, drawn at random from the split's sentences (``pool``) and prose (``broad``)
+    as its round does: rounds 1-2 whole sentences, 3 short phrases, 4 prose, 5 on a mix of them."""
+    if i >= ROUND_5:  # the texts of rounds 1, 3 and 4, for the new voices
+        kind = rng.choices(["sentence", "short", "broad"], weights=[0.6, 0.2, 0.2])[0]
+        if kind == "sentence":
+            return rng.choice(pool)
+        if kind == "short":
+            return short_phrase(rng, pool, split)
+        return rng.choice(broad)
+    if i >= ROUND_4:
+        n = rng.choices([1, 2], weights=[0.8, 0.2])[0]  # prose sentences are long already
+        return " ".join(rng.choice(broad) for _ in range(n))
+    if i >= ROUND_3:
+        return short_phrase(rng, pool, split)
+    n = rng.choices([1, 2, 3], weights=[0.75, 0.18, 0.07])[0]  # multi-sentence clips for longer audio
+    return " ".join(rng.choice(pool) for _ in range(n))
 
 
 def short_phrase(rng: random.Random, pool: list[str], split: str) -> str:
@@ -404,6 +434,7 @@ TRAIN_NEURAL = "train-neural"
 NEURAL_ENGINES = {"silero", "piper", "kokoro"}
 TRAIN_COVERAGE = "train-coverage"
 TRAIN_COVERAGE_X3 = "train-coverage-x3"  # the neural list with round 7 listed three times
+TRAIN_WORDS = "train-words"  # every clip, round 8's included; Silero's and round 8's twice
 
 
 def job_index(record: dict) -> int:
@@ -419,7 +450,11 @@ def is_silero(record: dict) -> bool:
 
 
 def is_round7(record: dict) -> bool:
-    return job_index(record) >= ROUND_7
+    return ROUND_7 <= job_index(record) < ROUND_8
+
+
+def is_round8(record: dict) -> bool:
+    return job_index(record) >= ROUND_8
 
 
 def listed(rows: list[dict], times: int, weighted) -> list[dict]:
@@ -439,8 +474,10 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     without_blends = [r for r in train if not is_round5_kokoro(r)]
     # Silero's share decides how much its speakers help (README, item 10), hence the x3 list: the
     # sorted list, then the Silero clips twice more.
+    # The lists before round 8 stay what they were; round 8 is in train.jsonl and train-words.jsonl.
     manifests = dict(by_split, **{TRAIN_WITHOUT_R5_KOKORO: [r for r in without_blends if job_index(r) < ROUND_6],
-                                  TRAIN_WITH_SILERO: without_blends})
+                                  TRAIN_WITH_SILERO: [r for r in without_blends if not is_round8(r)],
+                                  TRAIN_WORDS: without_blends})
     manifests = {name: sorted(rows, key=lambda r: r["id"]) for name, rows in manifests.items()}
     before_end = [r for r in manifests[TRAIN_WITH_SILERO] if job_index(r) < ROUND_6_X3_END]
     manifests[TRAIN_SILERO_X3] = listed(before_end, times=3, weighted=is_silero)
@@ -455,6 +492,8 @@ def write_manifests(out: Path, records: list[dict]) -> str:
     # A 500-step stage on that list heard each round-7 clip about half a time (README, item 25); the
     # x3 list makes round 7 about half of what a stage reads.
     manifests[TRAIN_COVERAGE_X3] = listed(manifests[TRAIN_NEURAL], times=3, weighted=is_round7)
+    # Round 8's words (1-3 a clip, ~1 s each) would be a small share of a stage's audio listed once.
+    manifests[TRAIN_WORDS] = listed(manifests[TRAIN_WORDS], times=2, weighted=lambda r: is_silero(r) or is_round8(r))
     for name, rows in manifests.items():
         with open(out / f"{name}.jsonl", "w") as f:
             for r in rows:

@@ -269,3 +269,77 @@ def coverage_sentences(pool: list[str], heard: list[str], count: int, common: li
         for w in pool_words[k]:
             hearings[w] += 1
     return picked
+
+
+# --- round 8: the commonest English words, said a few at a time ----------------------------------
+# Round 7 could only pick among the sentences the sources hold, and they never say many everyday
+# words: after it, "caller" and "directory" (ranks ~12,700 and ~7,900 in English) were in no
+# training text. A CTC head learns a token from hearing it, so round 8 says every common word
+# the corpus holds fewer than ``target`` times, in texts of 1-3 words: short clips, as prompts and
+# commands are (the model's worst bucket on real speech is under 1.5 s).
+WORDFREQ = "wordfreq==3.1.1"  # requirements-train.txt; its English list: code Apache-2.0, data CC BY-SA 4.0
+COMMON_WORDS = 20000
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def common_words(n: int = COMMON_WORDS) -> list[str]:
+    """wordfreq's ``n`` commonest English words, commonest first, less those that are not plain words
+    ("n't", "3rd", "_") and single letters other than "a" and "i"."""
+    from wordfreq import top_n_list
+
+    return [w for w in top_n_list("en", n) if WORD.fullmatch(w) and (len(w) > 1 or w in ("a", "i"))]
+
+
+def dictionary_spellings(path: str = "/usr/share/dict/american-english") -> dict[str, str]:
+    """Debian wamerican's words (SCOWL; free licence), lowercased -> spelling: "walter" -> "Walter", and
+    the lowercase one where both exist. Word lists built from web text hold forms no reader writes
+    ("doesnt", "jc"); keeping only the dictionary's words leaves them out. Empty without the file."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="ignore").split()
+    except OSError:
+        return {}
+    spellings = {}
+    for word in lines:
+        if spellings.get(word.lower()) != word.lower():  # the lowercase spelling, once seen, stays
+            spellings[word.lower()] = word
+    return spellings
+
+
+def usual_case(texts: list[str]) -> dict[str, str]:
+    """Each word's commonest spelling in running text ("i" -> "I", "monday" -> "Monday"), from the words
+    after a sentence's first, which is capitalized whatever it is. Ties go to the first seen."""
+    from collections import Counter
+
+    counts = Counter(w for t in texts for w in re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", t)[1:])
+    usual = {}
+    for word, _ in counts.most_common():
+        usual.setdefault(word.lower(), word)
+    return usual
+
+
+def word_phrases(words: list[str], heard: list[str], rng: random.Random, split_of, target: int = 30,
+                 case: dict[str, str] | None = None):
+    """Endless texts of 1-3 of ``words``: each pass says once, in a new random order and grouping, every
+    word that ``heard`` and the passes so far hold fewer than ``target`` times. Only texts that
+    ``split_of`` gives to "train" are said (the others' words wait for the next pass), so no text is
+    also a dev or test one. Stops when every word is heard enough, or a pass says nothing."""
+    from collections import Counter
+
+    hearings = Counter(w for text in heard for w in words_of(text))
+    case = case or {}
+    while True:
+        needed = [w for w in words if hearings[w] < target]
+        rng.shuffle(needed)
+        said, k = 0, 0
+        while k < len(needed):
+            group = needed[k : k + rng.choices([1, 2, 3], weights=[0.4, 0.35, 0.25])[0]]
+            k += len(group)
+            text = " ".join(case.get(w, w) for w in group)
+            text = text[0].upper() + text[1:] + "."
+            if split_of(text) != "train":
+                continue
+            hearings.update(group)
+            said += 1
+            yield text
+        if not said:
+            return
