@@ -7,7 +7,7 @@
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 54000   # + round 5: flite rms, festival ked, Kokoro blends
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 60000 --start 54000 --engines silero  # + round 6
     python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 90000 --start 78000 --engines silero  # + round 7
-    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 114000 --start 90000 --engines silero,espeak,flite,festival  # + round 8
+    python train/make_corpus.py --out ~/.cache/tiny_audio/corpus --clips 138000 --start 90000 --engines silero,espeak,flite,festival  # + round 8
 
 Seeded and resumable: the job list is a pure function of --seed; a finished clip leaves
 <id>.wav + <id>.json, so a re-run skips it. Splits have disjoint voices and disjoint

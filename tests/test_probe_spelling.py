@@ -1,0 +1,27 @@
+"""train/probe_spelling_head.py: letters in, letters out, and the best path collapses as CTC does."""
+
+import torch
+
+from train.probe_spelling_head import LETTERS, SpellingHead, greedy, spell
+
+
+def test_spell_keeps_letters_apostrophes_and_single_spaces():
+    ids = spell("Don't-stop,  NOW 2.")
+    assert "".join(LETTERS[i - 1] for i in ids) == "don't stop now"
+    assert 0 not in ids  # 0 is the blank
+
+
+def test_head_shapes_and_greedy_collapse():
+    head = SpellingHead(dim=4, hidden=8)
+    assert head(torch.zeros(2, 9, 4)).shape == (2, 5, len(LETTERS) + 1)  # 9 frames -> 5 positions (padded)
+
+    class Fixed(torch.nn.Module):  # a head with a given best path (ids: 0 blank, 1 space, 2 "a", 3 "b", 4 "c")
+        stack = 2
+
+        def forward(self, frames):
+            path = [3, 3, 0, 2, 0, 2, 1, 1, 4, 4]
+            return torch.nn.functional.one_hot(torch.tensor([path]), len(LETTERS) + 1).float()
+
+    # repeats merge, a blank between two "a"s keeps both; only the clip's 9 positions (18 frames) count
+    assert greedy(Fixed(), torch.zeros(1, 20, 4), torch.tensor([18])) == ["baa c"]
+    assert greedy(Fixed(), torch.zeros(1, 20, 4), torch.tensor([12])) == ["baa"]  # 6 positions

@@ -1,0 +1,152 @@
+"""A probe, not a recipe: does a CTC head that *spells* (letters at 25 Hz) read real speech better than
+the whole-word head (SmolLM2's 49k tokens at 10 Hz) from the same frozen encoder frames and corpus?
+
+    python train/probe_spelling_head.py --train ~/.cache/tiny_audio/corpus/train-silero-all-x2.jsonl \\
+        --eval ~/.cache/tiny_audio/asterisk.jsonl --minutes 15 --out runs/probe-spelling
+
+The word head must hear each word many times to write it (README, items 25 and 32); letters are
+shared by every word, so a spelling head may write words it never heard. This trains one from
+scratch on the cached encoder features (train/data.py's FeatureCache, the same per-clip frame
+normalization as the model), best-path decodes the eval set and prints its WER with the shared
+scorer (eval/metrics.py). Written by hand: a 2-layer MLP and torch's ctc_loss, nothing to reuse.
+"""
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from eval.metrics import wer  # noqa: E402
+from tiny_audio import ASRModel, ASRProcessor  # noqa: E402
+from tiny_audio.audio import load_audio, split_long_audio  # noqa: E402
+from tiny_audio.modeling import normalize_frames  # noqa: E402
+from train import data  # noqa: E402
+
+LETTERS = " abcdefghijklmnopqrstuvwxyz'"  # index + 1; 0 is the blank
+log = logging.getLogger("probe")
+
+
+def spell(text: str) -> list[int]:
+    text = re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " "))
+    return [LETTERS.index(c) + 1 for c in " ".join(text.split())]
+
+
+class SpellingHead(nn.Module):
+    """Stack 2 encoder frames (50 -> 25 Hz: letters come ~15 a second), see 2 stacks each side, MLP to letters."""
+
+    def __init__(self, dim: int, hidden: int = 1024, stack: int = 2, context: int = 2):
+        super().__init__()
+        self.stack, self.context = stack, context
+        self.net = nn.Sequential(nn.Linear(dim * stack * (2 * context + 1), hidden), nn.ReLU(), nn.Linear(hidden, len(LETTERS) + 1))
+
+    def forward(self, frames):  # B, T, C -> B, T/stack, letters + 1
+        b, t, c = frames.shape
+        frames = nn.functional.pad(frames, (0, 0, 0, (-t) % self.stack))
+        x = frames.reshape(b, -1, c * self.stack)
+        n, k = x.shape[1], self.context
+        padded = nn.functional.pad(x, (0, 0, k, k))
+        return self.net(torch.cat([padded[:, i : i + n] for i in range(2 * k + 1)], dim=-1))
+
+
+def batch_of(frames: list[torch.Tensor], norm: str | None):
+    lengths = torch.tensor([len(f) for f in frames])
+    padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
+    return normalize_frames(padded, lengths, norm), lengths
+
+
+def greedy(head, frames, lengths) -> list[str]:
+    best = head(frames).argmax(-1)
+    out = []
+    for row, n in zip(best.tolist(), ((lengths + head.stack - 1) // head.stack).tolist()):
+        chars, last = [], 0
+        for s in row[:n]:
+            if s != last and s != 0:
+                chars.append(LETTERS[s - 1])
+            last = s
+        out.append(" ".join("".join(chars).split()))
+    return out
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="assets/default-model", help="whose encoder and frame normalization")
+    p.add_argument("--train", required=True)
+    p.add_argument("--eval", required=True)
+    p.add_argument("--features", default="~/.cache/tiny_audio/features/whisper-tiny.en")
+    p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--batch-seconds", type=float, default=400)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/probe-spelling")
+    args = p.parse_args()
+    torch.manual_seed(args.seed)
+    model = ASRModel.from_pretrained(args.model).eval()
+    processor = ASRProcessor.from_config(model.config)
+    cache = data.FeatureCache(args.features, model, processor)
+    clips = list({c.id: c for c in data.read_jsonl(args.train)}.values())
+    clips = [c for c in clips if cache.is_fresh(c) and spell(c.text)]
+    log.info(f"{len(clips)} training clips with cached features")
+    head = SpellingHead(model.config.encoder_dim)
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
+    norm = model.config.frame_norm
+    start, step, epoch, losses = time.time(), 0, 0, []
+    while time.time() - start < args.minutes * 60:
+        epoch += 1
+        for batch in data.length_batches(clips, args.batch_seconds, 96, args.seed, epoch):
+            if time.time() - start >= args.minutes * 60:
+                break
+            group = [clips[i] for i in batch]
+            frames, lengths = batch_of([cache.load(c) for c in group], norm)
+            targets = [torch.tensor(spell(c.text)) for c in group]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = head(frames)
+            log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+            loss = nn.functional.ctc_loss(log_probs, torch.cat(targets), (lengths + 1) // 2,
+                                          torch.tensor([len(t) for t in targets]), zero_infinity=True)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            if step % 50 == 0:
+                log.info(f"step {step} loss {sum(losses[-50:]) / 50:.3f} ({(time.time() - start) / 60:.1f} min)")
+    # Real speech: encode, decode, score with the shared scorer.
+    rows = [json.loads(line) for line in open(Path(args.eval).expanduser())]
+    refs, hyps = [], []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for r in rows:  # one clip at a time, in pieces under the encoder's window as the pipeline cuts them
+            pieces = split_long_audio(load_audio(r["audio"]), 29.0)
+            feats = processor.features(pieces)
+            frames, lengths = model.encode(feats["input_features"], feats["feature_lengths"])
+            frames = normalize_frames(frames.float(), lengths, norm)
+            hyps.append(" ".join(greedy(head, frames, lengths)))
+            refs.append(r["text"])
+    keep = [i for i, r in enumerate(refs) if wer_ok(r)]
+    scores = wer([refs[i] for i in keep], [hyps[i] for i in keep])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w") as f:
+        for row, r, h in zip(rows, refs, hyps):
+            f.write(json.dumps({"id": row.get("id"), "reference": r, "hypothesis": h}) + "\n")
+    log.info(f"{step} steps, last 50 loss {sum(losses[-50:]) / max(len(losses[-50:]), 1):.3f}; "
+             f"{len(keep)} eval clips: WER {scores['wer']:.2%} CER {scores['cer']:.2%} "
+             f"(sub {scores['substitutions']} ins {scores['insertions']} del {scores['deletions']})")
+
+
+def wer_ok(reference: str) -> bool:
+    from eval.metrics import normalize
+
+    return bool(normalize(reference))
+
+
+if __name__ == "__main__":
+    main()
