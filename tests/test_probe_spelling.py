@@ -2,7 +2,7 @@
 
 import torch
 
-from train.probe_spelling_head import LETTERS, SpellingHead, greedy, spell
+from train.probe_spelling_head import LETTERS, greedy, spell, spelling_head
 
 
 def test_spell_keeps_letters_apostrophes_and_single_spaces():
@@ -12,11 +12,11 @@ def test_spell_keeps_letters_apostrophes_and_single_spaces():
 
 
 def test_head_shapes_and_greedy_collapse():
-    head = SpellingHead(dim=4, hidden=8)
+    head = spelling_head(dim=4, hidden=8)
     assert head(torch.zeros(2, 9, 4)).shape == (2, 5, len(LETTERS) + 1)  # 9 frames -> 5 positions (padded)
 
     class Fixed(torch.nn.Module):  # a head with a given best path (ids: 0 blank, 1 space, 2 "a", 3 "b", 4 "c")
-        stack = 2
+        k = 2  # encoder frames per position, as AudioProjector names it
 
         def forward(self, frames):
             path = [3, 3, 0, 2, 0, 2, 1, 1, 4, 4]

@@ -8,7 +8,8 @@ The word head must hear each word many times to write it (README, items 25 and 3
 shared by every word, so a spelling head may write words it never heard. This trains one from
 scratch on the cached encoder features (train/data.py's FeatureCache, the same per-clip frame
 normalization as the model), best-path decodes the eval set and prints its WER with the shared
-scorer (eval/metrics.py). Written by hand: a 2-layer MLP and torch's ctc_loss, nothing to reuse.
+scorer (eval/metrics.py). The head is an AudioProjector (the CTC projector's kind) whose outputs are
+letters; the loop around it is a few lines of torch's ctc_loss.
 """
 
 import argparse
@@ -23,10 +24,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from eval.metrics import wer  # noqa: E402
+from eval.metrics import normalize, wer  # noqa: E402
 from tiny_audio import ASRModel, ASRProcessor  # noqa: E402
 from tiny_audio.audio import load_audio, split_long_audio  # noqa: E402
-from tiny_audio.modeling import normalize_frames  # noqa: E402
+from tiny_audio.modeling import ctc_collapse, normalize_frames  # noqa: E402
+from tiny_audio.projector import AudioProjector  # noqa: E402
 from train import data  # noqa: E402
 
 LETTERS = " abcdefghijklmnopqrstuvwxyz'"  # index + 1; 0 is the blank
@@ -38,21 +40,15 @@ def spell(text: str) -> list[int]:
     return [LETTERS.index(c) + 1 for c in " ".join(text.split())]
 
 
-class SpellingHead(nn.Module):
-    """Stack 2 encoder frames (50 -> 25 Hz: letters come ~15 a second), see 2 stacks each side, MLP to letters."""
+def spelling_head(dim: int, hidden: int = 1024, stack: int = 2, context: int = 2) -> AudioProjector:
+    """Stack 2 encoder frames (50 -> 25 Hz: letters come ~15 a second), see 2 stacks each side, MLP to
+    letter scores: the CTC projector's own kind, with the letters and the blank as its output."""
+    return AudioProjector(dim, len(LETTERS) + 1, downsample_rate=stack, hidden_dim=hidden, context=context)
 
-    def __init__(self, dim: int, hidden: int = 1024, stack: int = 2, context: int = 2):
-        super().__init__()
-        self.stack, self.context = stack, context
-        self.net = nn.Sequential(nn.Linear(dim * stack * (2 * context + 1), hidden), nn.ReLU(), nn.Linear(hidden, len(LETTERS) + 1))
 
-    def forward(self, frames):  # B, T, C -> B, T/stack, letters + 1
-        b, t, c = frames.shape
-        frames = nn.functional.pad(frames, (0, 0, 0, (-t) % self.stack))
-        x = frames.reshape(b, -1, c * self.stack)
-        n, k = x.shape[1], self.context
-        padded = nn.functional.pad(x, (0, 0, k, k))
-        return self.net(torch.cat([padded[:, i : i + n] for i in range(2 * k + 1)], dim=-1))
+def positions(head: AudioProjector, lengths: torch.Tensor) -> torch.Tensor:
+    """Output positions per clip: one per ``head.k`` encoder frames, a partial last group included."""
+    return (lengths + head.k - 1) // head.k
 
 
 def batch_of(frames: list[torch.Tensor], norm: str | None):
@@ -64,13 +60,9 @@ def batch_of(frames: list[torch.Tensor], norm: str | None):
 def greedy(head, frames, lengths) -> list[str]:
     best = head(frames).argmax(-1)
     out = []
-    for row, n in zip(best.tolist(), ((lengths + head.stack - 1) // head.stack).tolist()):
-        chars, last = [], 0
-        for s in row[:n]:
-            if s != last and s != 0:
-                chars.append(LETTERS[s - 1])
-            last = s
-        out.append(" ".join("".join(chars).split()))
+    for row, n in zip(best.tolist(), positions(head, lengths).tolist()):
+        chars = "".join(LETTERS[s - 1] for s in ctc_collapse(row[:n], blank=0))
+        out.append(" ".join(chars.split()))
     return out
 
 
@@ -94,7 +86,7 @@ def main():
     clips = list({c.id: c for c in data.read_jsonl(args.train)}.values())
     clips = [c for c in clips if cache.is_fresh(c) and spell(c.text)]
     log.info(f"{len(clips)} training clips with cached features")
-    head = SpellingHead(model.config.encoder_dim)
+    head = spelling_head(model.config.encoder_dim)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
     norm = model.config.frame_norm
     start, step, epoch, losses = time.time(), 0, 0, []
@@ -109,7 +101,7 @@ def main():
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = head(frames)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-            loss = nn.functional.ctc_loss(log_probs, torch.cat(targets), (lengths + 1) // 2,
+            loss = nn.functional.ctc_loss(log_probs, torch.cat(targets), positions(head, lengths),
                                           torch.tensor([len(t) for t in targets]), zero_infinity=True)
             opt.zero_grad()
             loss.backward()
@@ -130,7 +122,7 @@ def main():
             frames = normalize_frames(frames.float(), lengths, norm)
             hyps.append(" ".join(greedy(head, frames, lengths)))
             refs.append(r["text"])
-    keep = [i for i, r in enumerate(refs) if wer_ok(r)]
+    keep = [i for i, r in enumerate(refs) if normalize(r)]  # as eval.py, skip what normalizes to nothing
     scores = wer([refs[i] for i in keep], [hyps[i] for i in keep])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,12 +132,6 @@ def main():
     log.info(f"{step} steps, last 50 loss {sum(losses[-50:]) / max(len(losses[-50:]), 1):.3f}; "
              f"{len(keep)} eval clips: WER {scores['wer']:.2%} CER {scores['cer']:.2%} "
              f"(sub {scores['substitutions']} ins {scores['insertions']} del {scores['deletions']})")
-
-
-def wer_ok(reference: str) -> bool:
-    from eval.metrics import normalize
-
-    return bool(normalize(reference))
 
 
 if __name__ == "__main__":

@@ -277,7 +277,7 @@ def coverage_sentences(pool: list[str], heard: list[str], count: int, common: li
 # training text. A CTC head learns a token from hearing it, so round 8 says every common word
 # the corpus holds fewer than ``target`` times, in texts of 1-3 words: short clips, as prompts and
 # commands are (the model's worst bucket on real speech is under 1.5 s).
-WORDFREQ = "wordfreq==3.1.1"  # requirements-train.txt; its English list: code Apache-2.0, data CC BY-SA 4.0
+# The list: wordfreq (pinned in requirements-train.txt), code Apache-2.0, data CC BY-SA 4.0.
 COMMON_WORDS = 20000
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
