@@ -46,8 +46,8 @@ def test_joint_decoding_scores_the_ctc_projector_and_the_llm_reads_the_other(tin
     model.config.ctc_blank_id = 3
     batch = processor([tone(1.0), tone(1.5, freq=300.0)])
     seen = []
-    original = model.ctc_prefix_scorer
-    model.ctc_prefix_scorer = lambda embeds, *args: seen.append(embeds) or original(embeds, *args)
+    original = model.word_ctc_head
+    model.word_ctc_head = lambda embeds, *args: seen.append(embeds) or original(embeds, *args)
     plain = model.generate(**batch, ctc_weight=0.0)
     joint = model.generate(**batch)
     frames, lengths = model.encode(batch["input_features"], batch["feature_lengths"])

@@ -16,7 +16,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import cached_file, logging
 
 from .configuration import ASRConfig
-from .ctc_decoding import CTCPrefixScorer
+from .ctc_decoding import LETTERS, CTCHead, CTCPrefixScorer, spelling_of
 from .ctc_head import log_probs_at
 from .pipeline import ASRPipeline
 from .processing import AUDIO_TOKEN_ID, encoder_frames
@@ -117,6 +117,9 @@ class ASRModel(PreTrainedModel):
         # Optional: the CTC head reads its own projector, so the LM loss (through self.projector) and the
         # CTC loss (through this one) stop pulling one set of weights two ways (README item 30).
         self.ctc_projector = self.new_projector(config.ctc_context) if config.ctc_projector else None
+        # Optional: a CTC head that spells (letters at 25 Hz), for joint decoding only: it scores the
+        # LLM's words by their letters, so also words too rare in the corpus for the word head (README item 33).
+        self.spelling_head = self.new_spelling_head(config.spelling_head) if config.spelling_head else None
         self.freeze_towers()
         self.post_init()
 
@@ -125,6 +128,10 @@ class ASRModel(PreTrainedModel):
         config = self.config
         return AudioProjector(config.encoder_dim, config.llm_dim, config.downsample_rate, config.projector_hidden_dim,
                               context=context)
+
+    def new_spelling_head(self, shape: dict) -> AudioProjector:
+        return AudioProjector(self.config.encoder_dim, len(LETTERS) + 1, shape["downsample_rate"], shape["hidden_dim"],
+                              context=shape["context"])
 
     def _init_weights(self, module):
         pass  # towers arrive pretrained; the projector initialises itself (nn.Linear defaults)
@@ -147,6 +154,7 @@ class ASRModel(PreTrainedModel):
             "encoder": count(self.encoder),
             "projector": count(self.projector),
             "ctc_projector": count(self.ctc_projector) if self.ctc_projector is not None else 0,
+            "spelling_head": count(self.spelling_head) if self.spelling_head is not None else 0,
             "decoder": count(self.decoder),
             "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
         }
@@ -219,6 +227,12 @@ class ASRModel(PreTrainedModel):
         if audio_embeds is not None:
             return audio_embeds, self.audio_positions(frame_lengths)
         return self.project(frames, frame_lengths)
+
+    def spelling_log_probs(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The spelling head's (B, T', letters + blank) log-probs (blank first), and its positions per clip."""
+        head = self.spelling_head
+        frames = normalize_frames(frames.to(head.linear_1.weight.dtype), frame_lengths, self.config.frame_norm)
+        return head(frames).float().log_softmax(-1), (frame_lengths + head.k - 1) // head.k
 
     def encoder_output(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
         """Encoder frames and their counts: cached ones as given, else the frozen encoder's."""
@@ -355,24 +369,46 @@ class ASRModel(PreTrainedModel):
         best = self.ctc_logits(audio_embeds, self.decoder.get_input_embeddings().weight).argmax(-1)  # B, T
         return [ctc_collapse(row[:length], blank) for row, length in zip(best.tolist(), audio_lengths.tolist())]
 
-    def ctc_prefix_scorer(self, audio_embeds, audio_lengths, weight: float, eos_token_id: int,
-                          top_k: int) -> CTCPrefixScorer:
-        """The joint-decoding LogitsProcessor for these clips (see tiny_audio/ctc_decoding.py)."""
+    def word_ctc_head(self, audio_embeds, audio_lengths, weight: float) -> CTCHead:
+        """The word head's view of these clips for joint decoding: each LLM token is one label."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
         norm = torch.stack([torch.logsumexp(q @ keys.T, dim=-1) for q in queries])  # B, T
         blank = queries @ keys[self.config.ctc_blank_id] - norm
 
-        def token_log_probs(clips, candidates):  # (n,), (n, K) -> (n, K, T)
-            return torch.einsum("ntd,nkd->nkt", queries[clips], keys[candidates]) - norm[clips][:, None, :]
+        def label_log_probs(clips, labels):  # (n,), (n, K, 1) -> (n, K, 1, T)
+            scores = torch.einsum("ntd,nkd->nkt", queries[clips], keys[labels[..., 0]]) - norm[clips][:, None, :]
+            return scores[:, :, None, :]
 
-        return CTCPrefixScorer(token_log_probs, blank, audio_lengths, self.config.ctc_blank_id, eos_token_id, weight, top_k)
+        return CTCHead(label_log_probs, blank, audio_lengths, weight)
+
+    def spelling_ctc_head(self, frames, frame_lengths, weight: float, tokenizer) -> CTCHead:
+        """The spelling head's view of these clips: each LLM token is the letters it adds to the transcript."""
+        log_probs, lengths = self.spelling_log_probs(frames, frame_lengths)  # B, T, C
+
+        def label_log_probs(clips, labels):  # (n,), (n, K, L) -> (n, K, L, T)
+            n, k, width = labels.shape
+            per_label = log_probs[clips].transpose(1, 2)  # n, C, T
+            index = labels.reshape(n, k * width, 1).expand(-1, -1, per_label.shape[2])
+            return per_label.gather(1, index).reshape(n, k, width, -1)
+
+        return CTCHead(label_log_probs, log_probs[..., 0], lengths, weight, spelling_of(self.token_texts(tokenizer)),
+                       boundary=LETTERS.index(" ") + 1)
+
+    def token_texts(self, tokenizer) -> list[str]:
+        """Each token's text (special tokens: none), decoded once per tokenizer."""
+        cached = getattr(self, "_token_texts", None)
+        if cached is None or cached[0] is not tokenizer:
+            texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+            self._token_texts = cached = (tokenizer, texts)
+        return cached[1]
 
     # --- inference ---------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, input_features=None, feature_lengths=None,
-                 encoder_frames=None, frame_lengths=None, **generate_kwargs):
-        """Transcript token ids (new tokens only). Defaults for beams etc. come from the config."""
+                 encoder_frames=None, frame_lengths=None, tokenizer=None, **generate_kwargs):
+        """Transcript token ids (new tokens only). Defaults for beams etc. come from the config.
+        ``tokenizer``: the decoder's, which the spelling head needs to spell the LLM's tokens."""
         frames, frame_lengths = self.encoder_output(input_features, feature_lengths, encoder_frames, frame_lengths)
         audio_embeds, audio_lengths = self.project(frames, frame_lengths)
         embeds = self.merge_embeddings(input_ids, audio_embeds, audio_lengths)
@@ -380,6 +416,7 @@ class ASRModel(PreTrainedModel):
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
         ctc_weight, ctc_top_k = generate_kwargs.pop("ctc_weight"), generate_kwargs.pop("ctc_top_k")
+        spelling_weight = generate_kwargs.pop("spelling_weight")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -396,11 +433,18 @@ class ASRModel(PreTrainedModel):
         tokenizer_eos = self.decoder.generation_config.eos_token_id or self.decoder.config.eos_token_id
         generate_kwargs.setdefault("eos_token_id", tokenizer_eos)
         generate_kwargs.setdefault("pad_token_id", self.decoder.generation_config.pad_token_id or tokenizer_eos)
+        heads = []
         if ctc_weight and self.config.ctc_blank_id is not None:
-            eos = generate_kwargs["eos_token_id"]
             ctc_embeds, _ = self.ctc_embeddings(frames, frame_lengths, audio_embeds)
-            scorer = self.ctc_prefix_scorer(ctc_embeds, audio_lengths, ctc_weight, eos[0] if isinstance(eos, list) else eos,
-                                            ctc_top_k)
+            heads.append(self.word_ctc_head(ctc_embeds, audio_lengths, ctc_weight))
+        if spelling_weight:
+            if self.spelling_head is None or tokenizer is None:
+                raise ValueError("spelling_weight needs a model with a spelling head, and generate(tokenizer=...)")
+            heads.append(self.spelling_ctc_head(frames, frame_lengths, spelling_weight, tokenizer))
+        if heads:
+            eos = generate_kwargs["eos_token_id"]
+            blank = [self.config.ctc_blank_id] if ctc_weight and self.config.ctc_blank_id is not None else []
+            scorer = CTCPrefixScorer(heads, eos[0] if isinstance(eos, list) else eos, ctc_top_k, ruled_out=blank)
             processors = list(generate_kwargs.get("logits_processor") or [])
             generate_kwargs["logits_processor"] = LogitsProcessorList(processors + [scorer])
         return self.decoder.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
@@ -435,6 +479,8 @@ class ASRModel(PreTrainedModel):
         named = {"projector": self.projector}
         if self.ctc_projector is not None:
             named["ctc_projector"] = self.ctc_projector
+        if self.spelling_head is not None:
+            named["spelling_head"] = self.spelling_head
         return named
 
     def start_ctc_projector(self, checkpoint) -> None:

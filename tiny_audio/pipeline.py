@@ -12,9 +12,10 @@ import torch
 from transformers import Pipeline
 
 from .audio import SAMPLE_RATE, load_audio, split_long_audio
+from .configuration import GENERATION_DEFAULTS
 from .processing import ASRProcessor
 
-GENERATE_KEYS = ("max_new_tokens", "num_beams", "length_penalty", "repetition_penalty", "ctc_weight", "ctc_top_k")
+GENERATE_KEYS = tuple(GENERATION_DEFAULTS)  # what a call may set, as generation config keys
 
 
 class ASRPipeline(Pipeline):
@@ -56,7 +57,7 @@ class ASRPipeline(Pipeline):
         flat = [piece for group in groups for piece in group]
         batch = self.asr_processor(flat).to(self.device)
         with self._autocast():
-            tokens = self.model.generate(**batch, **generate_kwargs)
+            tokens = self.model.generate(**batch, tokenizer=self.asr_processor.tokenizer, **generate_kwargs)
         texts = self.asr_processor.batch_decode(tokens)
         joined, start = [], 0
         for group in groups:

@@ -13,6 +13,7 @@ GENERATION_DEFAULTS = {
     "repetition_penalty": 1.0,
     "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
     "ctc_top_k": 8,  # joint decoding: how many of the LLM's next tokens the CTC score may choose among
+    "spelling_weight": 0.0,  # joint decoding: weight of the spelling head's CTC score (a model with one)
 }
 
 
@@ -44,6 +45,8 @@ class ASRConfig(PretrainedConfig):
         frame_norm: str | None = None,  # None | "mean" | "meanvar": per-clip normalization of encoder frames over time
         ctc_projector: bool = False,  # a second projector, of the same kind, that only the CTC head reads
         ctc_context: int = 0,  # the CTC projector also reads this many stacked neighbours each side (0: same shape)
+        spelling_head: dict | None = None,  # a CTC head over letters: its AudioProjector's shape, e.g.
+        # {"downsample_rate": 2, "hidden_dim": 1024, "context": 2} (train/train_spelling_head.py)
         **kwargs,
     ):
         if encoder_type not in ("whisper", "hubert", "wav2vec2"):
@@ -66,6 +69,7 @@ class ASRConfig(PretrainedConfig):
         self.frame_norm = frame_norm
         self.ctc_projector = ctc_projector
         self.ctc_context = ctc_context
+        self.spelling_head = spelling_head
         # Route the stock "automatic-speech-recognition" task to our pipeline, for this model only.
         kwargs.setdefault("custom_pipelines", {"automatic-speech-recognition": CUSTOM_PIPELINE})
         super().__init__(**kwargs)

@@ -1,18 +1,21 @@
-"""train/probe_spelling_head.py: letters in, letters out, and the best path collapses as CTC does."""
+"""train/train_spelling_head.py and the spelling it learns: letters in, letters out, and the best path
+collapses as CTC does."""
 
 import torch
 
-from train.probe_spelling_head import LETTERS, greedy, spell, spelling_head
+from tiny_audio.ctc_decoding import LETTERS, spelling_labels
+from tiny_audio.projector import AudioProjector
+from train.train_spelling_head import SHAPE, greedy
 
 
-def test_spell_keeps_letters_apostrophes_and_single_spaces():
-    ids = spell("Don't-stop,  NOW 2.")
-    assert "".join(LETTERS[i - 1] for i in ids) == "don't stop now"
+def test_spelling_keeps_letters_apostrophes_and_single_spaces_and_says_digits():
+    ids = spelling_labels("Don't-stop,  NOW 2.")
+    assert "".join(LETTERS[i - 1] for i in ids) == "don't stop now two"
     assert 0 not in ids  # 0 is the blank
 
 
 def test_head_shapes_and_greedy_collapse():
-    head = spelling_head(dim=4, hidden=8)
+    head = AudioProjector(4, len(LETTERS) + 1, SHAPE["downsample_rate"], 8, context=SHAPE["context"])
     assert head(torch.zeros(2, 9, 4)).shape == (2, 5, len(LETTERS) + 1)  # 9 frames -> 5 positions (padded)
 
     class Fixed(torch.nn.Module):  # a head with a given best path (ids: 0 blank, 1 space, 2 "a", 3 "b", 4 "c")
