@@ -332,3 +332,20 @@ def test_feature_cache_reencodes_a_clip_whose_audio_was_rebuilt_after_its_featur
     os.utime(wav, ns=(later, later))
     cache.build([clip])
     assert Encoder.calls == 2 and cache.load(clip)[0, 0].item() == pytest.approx(-0.5, abs=1e-3)
+
+
+def test_a_spelling_head_rides_along_untrained(tower_dir, dataset, tiny_config, tmp_path):
+    """A model with a spelling head (train/train_spelling_head.py trains it) keeps it as it is through train.py."""
+    from tiny_audio import ASRModel
+
+    torch.manual_seed(0)
+    shape = {"downsample_rate": 2, "hidden_dim": 16, "context": 1}
+    ASRModel(tiny_config(projector_hidden_dim=64, generation={"max_new_tokens": 6}, spelling_head=shape)).save_pretrained(tmp_path / "m")
+    out = tmp_path / "run"
+    result = run(overrides(tower_dir, dataset, init_from=tmp_path / "m", max_steps=4, eval_every=1000), out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parameters: projector\n" in result.stderr
+    start, final = (load_file(path / "model.safetensors") for path in (tmp_path / "m", out / "final"))
+    spelling = [key for key in start if key.startswith("spelling_head.")]
+    assert spelling and all(torch.equal(final[key], start[key]) for key in spelling)
+    assert any(not torch.equal(final[key], start[key]) for key in start if key.startswith("projector."))

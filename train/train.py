@@ -254,6 +254,8 @@ def main(argv=None):
     if model.ctc_projector is not None:
         model.ctc_projector.requires_grad_(cfg.ctc_weight > 0)
         model.projector.requires_grad_(cfg.lm_weight > 0)
+    if model.spelling_head is not None:  # no loss here reads it (train/train_spelling_head.py trains it): carried as is
+        model.spelling_head.requires_grad_(False)
     training = {name: [p for p in module.parameters() if p.requires_grad] for name, module in model.projectors().items()}
     clip_groups = [params for params in training.values() if params]
     trained = [p for params in clip_groups for p in params]
