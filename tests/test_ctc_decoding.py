@@ -181,6 +181,9 @@ def test_generate_with_a_spelling_head(tiny_config, tmp_path):
     for i, clip in enumerate(clips):
         alone = model.generate(**processor([clip]), tokenizer=processor.tokenizer)
         assert torch.equal(batched[i, : alone.shape[1]], alone[0])
+    frames, lengths = model.encode(batch["input_features"], batch["feature_lengths"])
+    log_probs, positions = model.spelling_log_probs(frames, lengths)  # 2 frames a position, a partial last one too
+    assert torch.equal(positions, (lengths + 1) // 2) and log_probs.shape[:2] == (2, int(positions.max()))
     texts = model.token_texts(processor.tokenizer)
     for row in batched.tolist():  # whatever it writes can be said
         assert all(SPEAKABLE.fullmatch(texts[t]) for t in row if t < len(texts))

@@ -39,8 +39,13 @@ def spell(text: str) -> str:
     return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " ")).split())
 
 
+def letter_ids(spelled: str) -> list[int]:
+    """A spelling head's labels for letters as ``spell`` writes them."""
+    return [LETTERS.index(c) + 1 for c in spelled]
+
+
 def spelling_labels(text: str) -> list[int]:
-    return [LETTERS.index(c) + 1 for c in spell(text)]
+    return letter_ids(spell(text))
 
 
 def spelling_of(token_texts: list[str]) -> Callable:
@@ -52,7 +57,7 @@ def spelling_of(token_texts: list[str]) -> Callable:
         if not SPEAKABLE.fullmatch(said):
             return None, text + said
         before, after = spell(text), spell(text + said)
-        return [LETTERS.index(c) + 1 for c in after[len(before) :]], text + said
+        return letter_ids(after[len(before) :]), text + said
 
     return labels_of
 

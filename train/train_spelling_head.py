@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eval.metrics import normalize, wer  # noqa: E402
 from tiny_audio import ASRModel, ASRProcessor  # noqa: E402
 from tiny_audio.audio import load_audio, split_long_audio  # noqa: E402
-from tiny_audio.modeling import ctc_collapse, normalize_frames  # noqa: E402
+from tiny_audio.modeling import ctc_collapse  # noqa: E402
 from tiny_audio.ctc_decoding import LETTERS, spelling_labels  # noqa: E402
 from train import data  # noqa: E402
 
@@ -37,21 +37,14 @@ SHAPE = {"downsample_rate": 2, "hidden_dim": 1024, "context": 2}  # 50 -> 25 Hz:
 log = logging.getLogger("spelling")
 
 
-def positions(head, lengths: torch.Tensor) -> torch.Tensor:
-    """Output positions per clip: one per ``head.k`` encoder frames, a partial last group included."""
-    return (lengths + head.k - 1) // head.k
+def batch_of(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return nn.utils.rnn.pad_sequence(frames, batch_first=True), torch.tensor([len(f) for f in frames])
 
 
-def batch_of(frames: list[torch.Tensor], norm: str | None):
-    lengths = torch.tensor([len(f) for f in frames])
-    padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
-    return normalize_frames(padded, lengths, norm), lengths
-
-
-def greedy(head, frames, lengths) -> list[str]:
-    best = head(frames).argmax(-1)
+def greedy(log_probs: torch.Tensor, positions: torch.Tensor) -> list[str]:
+    """Best-path letters of each clip's first ``positions`` outputs, words one space apart."""
     out = []
-    for row, n in zip(best.tolist(), positions(head, lengths).tolist()):
+    for row, n in zip(log_probs.argmax(-1).tolist(), positions.tolist()):
         chars = "".join(LETTERS[s - 1] for s in ctc_collapse(row[:n], blank=0))
         out.append(" ".join(chars.split()))
     return out
@@ -80,7 +73,6 @@ def main():
     model.config.spelling_head = SHAPE
     head = model.spelling_head = model.new_spelling_head(SHAPE)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.01)
-    norm = model.config.frame_norm
     start, step, epoch, losses = time.time(), 0, 0, []
     while time.time() - start < args.minutes * 60:
         epoch += 1
@@ -88,12 +80,10 @@ def main():
             if time.time() - start >= args.minutes * 60:
                 break
             group = [clips[i] for i in batch]
-            frames, lengths = batch_of([cache.load(c) for c in group], norm)
             targets = [torch.tensor(spelling_labels(c.text)) for c in group]
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = head(frames)
-            log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-            loss = nn.functional.ctc_loss(log_probs, torch.cat(targets), positions(head, lengths),
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # the model's frame normalization, then the head
+                log_probs, positions = model.spelling_log_probs(*batch_of([cache.load(c) for c in group]))
+            loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets), positions,
                                           torch.tensor([len(t) for t in targets]), zero_infinity=True)
             opt.zero_grad()
             loss.backward()
@@ -111,8 +101,7 @@ def main():
             pieces = split_long_audio(load_audio(r["audio"]), 29.0)
             feats = processor.features(pieces)
             frames, lengths = model.encode(feats["input_features"], feats["feature_lengths"])
-            frames = normalize_frames(frames.float(), lengths, norm)
-            hyps.append(" ".join(greedy(head, frames, lengths)))
+            hyps.append(" ".join(greedy(*model.spelling_log_probs(frames.float(), lengths))))
             refs.append(r["text"])
     keep = [i for i, r in enumerate(refs) if normalize(r)]  # as eval.py, skip what normalizes to nothing
     scores = wer([refs[i] for i in keep], [hyps[i] for i in keep])

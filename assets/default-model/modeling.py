@@ -213,9 +213,10 @@ class ASRModel(PreTrainedModel):
         frames = normalize_frames(frames, frame_lengths, self.config.frame_norm)  # old configs load as None
         return projector(frames), self.audio_positions(frame_lengths)
 
-    def audio_positions(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        """LLM positions per clip: k encoder frames each, a partial last group included."""
-        k = self.config.downsample_rate
+    def audio_positions(self, frame_lengths: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """LLM positions per clip (or a head's that stacks ``k`` frames): k encoder frames each, a partial
+        last group included."""
+        k = k or self.config.downsample_rate
         return (frame_lengths + k - 1) // k
 
     def ctc_embeddings(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
@@ -232,7 +233,7 @@ class ASRModel(PreTrainedModel):
         """The spelling head's (B, T', letters + blank) log-probs (blank first), and its positions per clip."""
         head = self.spelling_head
         frames = normalize_frames(frames.to(head.linear_1.weight.dtype), frame_lengths, self.config.frame_norm)
-        return head(frames).float().log_softmax(-1), (frame_lengths + head.k - 1) // head.k
+        return head(frames).float().log_softmax(-1), self.audio_positions(frame_lengths, head.k)
 
     def encoder_output(self, input_features=None, feature_lengths=None, encoder_frames=None, frame_lengths=None):
         """Encoder frames and their counts: cached ones as given, else the frozen encoder's."""
