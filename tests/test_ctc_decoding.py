@@ -20,13 +20,13 @@ def posteriors(frames: list[int], confidence: float = 0.9) -> torch.Tensor:
     return probs.log()
 
 
-def scorer_for(frames, weight=1.0, top_k=VOCAB):
+def scorer_for(frames, weight=1.0, top_k=VOCAB, proposals=None):
     lp = posteriors(frames)[None]  # 1, T, V
 
     def label_log_probs(clips, labels):  # (n,), (n, K, 1) -> (n, K, 1, T): each token is one label
         return lp[clips].gather(2, labels[..., 0][:, None, :].expand(-1, lp.shape[1], -1)).transpose(1, 2)[:, :, None]
 
-    head = CTCHead(label_log_probs, lp[:, :, BLANK], torch.tensor([len(frames)]), weight)
+    head = CTCHead(label_log_probs, lp[:, :, BLANK], torch.tensor([len(frames)]), weight, proposals=proposals)
     return CTCPrefixScorer([head], EOS, top_k, ruled_out=[BLANK])
 
 
@@ -65,6 +65,36 @@ def test_candidates_outside_the_llm_top_k_are_ruled_out():
     llm[0, [1, 2, 3]] = 2.0  # top-3 of the LLM: 1, 2, 3; the audio says 5
     out = scorer_for([5, BLANK], weight=0.5, top_k=3)(torch.zeros((1, 0), dtype=torch.long), llm)
     assert torch.isinf(out[0, 5]) and set(torch.isfinite(out[0]).nonzero().flatten().tolist()) == {1, 2, 3, EOS}
+
+
+def test_tokens_the_head_proposes_join_the_llm_top_k():
+    llm = torch.zeros(1, VOCAB)
+    llm[0, [1, 2, 3]] = 2.0  # the LLM's top 3 leave out the 5 the audio says
+    scorer = scorer_for([5, BLANK, 7, BLANK], weight=0.5, top_k=3, proposals=[torch.tensor([5, 7])])
+    out = scorer(torch.zeros((1, 0), dtype=torch.long), llm)
+    assert set(torch.isfinite(out[0]).nonzero().flatten().tolist()) == {1, 2, 3, 5, 7, EOS}
+    assert decode(scorer, llm) == [5, 7]
+    assert decode(scorer_for([5, BLANK, 7, BLANK], weight=0.5, top_k=3), llm) != [5, 7]
+
+
+def test_ctc_propose_offers_the_heads_top_tokens(tiny_config, monkeypatch):
+    model, processor = build(tiny_config, generation={"max_new_tokens": 4, "num_beams": 1, "ctc_weight": 0.5})
+    model.config.ctc_blank_id = 3
+    made = []
+    original = modeling.CTCPrefixScorer
+    monkeypatch.setattr(modeling, "CTCPrefixScorer", lambda *args, **kwargs: made.append(original(*args, **kwargs)) or made[-1])
+    batch = processor([tone(1.0), tone(0.5, freq=300.0)])
+    model.generate(**batch)
+    with pytest.raises(ValueError, match="tokenizer"):
+        model.generate(**batch, ctc_propose=2)
+    model.generate(**batch, ctc_propose=2, tokenizer=processor.tokenizer)
+    assert made[0].heads[0].proposals is None
+    proposals = made[-1].heads[0].proposals
+    frames = made[-1].heads[0].lengths.tolist()
+    texts = processor.tokenizer.batch_decode([[t] for t in torch.cat(proposals).tolist()])
+    assert len(proposals) == 2 and all(len(p) <= 2 * n for p, n in zip(proposals, frames))
+    assert 3 not in torch.cat(proposals).tolist()  # never the blank
+    assert texts and all(any(c.isalpha() for c in t) for t in texts)  # only tokens with letters
 
 
 def test_generate_with_ctc_weight_matches_one_by_one(tiny_config):

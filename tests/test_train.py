@@ -84,7 +84,9 @@ def read_log(out):
 
 def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, dataset, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    result = run(overrides(tower_dir, dataset), out)
+    # evals decode as a shipped model does: jointly, with the CTC head's proposals (which need the tokenizer)
+    decoding = "{projector_hidden_dim: 64, generation: {max_new_tokens: 6, ctc_propose: 1}}"
+    result = run(overrides(tower_dir, dataset, eval_ctc_weight=0.5, model_overrides=decoding), out)
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [float(r["loss"]) for r in read_log(out) if r["loss"]]
     assert losses[-1] < losses[0], losses

@@ -13,6 +13,7 @@ GENERATION_DEFAULTS = {
     "repetition_penalty": 1.0,
     "ctc_weight": 0.0,  # joint CTC/LLM decoding (tiny_audio.ctc_decoding): weight of the projector's CTC score
     "ctc_top_k": 8,  # joint decoding: how many of the LLM's next tokens the CTC score may choose among
+    "ctc_propose": 0,  # joint decoding: also candidates, the tokens the word head ranks in its top n at some frame
     "spelling_weight": 0.0,  # joint decoding: weight of the spelling head's CTC score (a model with one)
 }
 

@@ -99,7 +99,7 @@ class CTCHead:
     """One CTC head's view of a batch of clips, and its prefix states during decoding."""
 
     def __init__(self, label_log_probs: Callable, blank_log_probs: torch.Tensor, lengths: torch.Tensor, weight: float,
-                 labels_of: Callable | None = None, boundary: int | None = None):
+                 labels_of: Callable | None = None, boundary: int | None = None, proposals: list | None = None):
         """``label_log_probs(clips, labels)``: (n,), (n, K, L) -> (n, K, L, T) log-probs of labels per frame;
         ``blank_log_probs`` (N, T); ``lengths`` (N,) valid frames per clip; ``labels_of(text, token)`` ->
         (the labels ``token`` adds after the transcript ``text`` (None: it cannot be said), the new text);
@@ -111,6 +111,7 @@ class CTCHead:
         self.weight = weight
         self.labels_of = labels_of
         self.boundary = boundary
+        self.proposals = proposals  # per clip, tokens the head offers as candidates beside the LLM's
         frames = self.blank.shape[1]
         self.valid = torch.arange(frames, device=self.blank.device) < self.lengths[:, None]  # N, T
         # The empty prefix: all blanks so far (r_b), nothing emitted (r_n), prefix score 0.
@@ -164,14 +165,28 @@ class CTCPrefixScorer(LogitsProcessor):
     def __init__(self, heads: list[CTCHead], eos_token_id: int, top_k: int, ruled_out: list[int] = ()):
         """Only the LLM's ``top_k`` are candidates (``generation.ctc_top_k``, where its default lives: 64
         instead of 8 took the shipped weights from 42.91% to 39.96% WER on 305 real prompts, README
-        item 16). Adding the tokens the CTC head itself ranks first or second at any frame made it
-        worse (real speech, 60 prompts: 54.9% -> 56.3% WER). ``ruled_out``: tokens never written
-        (the word head's blank)."""
+        item 16). A head may add its own candidates (``CTCHead.proposals``, ``generation.ctc_propose``):
+        with a weak head that made it worse (60 real prompts: 54.9% -> 56.3% WER); with the context
+        head, the LLM's top 64 often lack a word the head hears (README item 34). ``ruled_out``:
+        tokens never written (the word head's blank)."""
         self.heads = heads
         self.eos = eos_token_id
         self.top_k = top_k
         self.ruled_out = list(ruled_out)
         self.clips = len(heads[0].lengths)
+
+    def with_proposals(self, candidates: torch.Tensor, clips: list[int]) -> torch.Tensor:
+        """The LLM's candidates plus the tokens the heads propose for each row's clip, padded with each
+        row's first candidate to a rectangle."""
+        offered = [h.proposals for h in self.heads if h.proposals is not None]
+        if not offered:
+            return candidates
+        rows = []
+        for row, clip in zip(candidates, clips):
+            extra = torch.cat([p[clip] for p in offered]).unique()
+            rows.append(torch.cat([row, extra[~torch.isin(extra, row)]]))
+        width = max(len(r) for r in rows)
+        return torch.stack([torch.cat([r, r[:1].expand(width - len(r))]) for r in rows])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         llm = scores.float().log_softmax(-1)
@@ -182,6 +197,7 @@ class CTCPrefixScorer(LogitsProcessor):
         if not known:
             return scores
         candidates = llm[known].topk(self.top_k, dim=-1).indices  # n, K
+        candidates = self.with_proposals(candidates, [i // beams for i in known])
         weight = sum(h.weight for h in self.heads)
         combined = (1 - weight) * llm[known].gather(1, candidates)
         eos_score = (1 - weight) * llm[known, self.eos]
@@ -193,6 +209,7 @@ class CTCPrefixScorer(LogitsProcessor):
             combined = combined.masked_fill(candidates == token, NEG_INF)
 
         out = scores.clone().float()
+        # a candidate listed twice (padding) has the same score twice, so the scatter below is still exact
         index = torch.tensor(known)
         rescored = out[index].fill_(NEG_INF)
         rescored.scatter_(1, candidates, combined)

@@ -370,18 +370,29 @@ class ASRModel(PreTrainedModel):
         best = self.ctc_logits(audio_embeds, self.decoder.get_input_embeddings().weight).argmax(-1)  # B, T
         return [ctc_collapse(row[:length], blank) for row, length in zip(best.tolist(), audio_lengths.tolist())]
 
-    def word_ctc_head(self, audio_embeds, audio_lengths, weight: float) -> CTCHead:
-        """The word head's view of these clips for joint decoding: each LLM token is one label."""
+    def word_ctc_head(self, audio_embeds, audio_lengths, weight: float, propose: int = 0,
+                      proposable: torch.Tensor | None = None) -> CTCHead:
+        """The word head's view of these clips for joint decoding: each LLM token is one label.
+        ``propose``: also offer, as candidates beside the LLM's top k, each token the head ranks in its
+        top ``propose`` at some frame of the clip (``generation.ctc_propose``), among the ``proposable``
+        ones (a mask over the vocabulary; None: all but the blank)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
         # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
         norm = torch.stack([torch.logsumexp(q @ keys.T, dim=-1) for q in queries])  # B, T
         blank = queries @ keys[self.config.ctc_blank_id] - norm
+        proposals = None
+        if propose:  # the tokens this head ranks in its top ``propose`` at some frame (blank aside)
+            proposals = []
+            for q, n in zip(queries, audio_lengths.tolist()):
+                top = (q[:n] @ keys.T).topk(propose, dim=-1).indices.flatten().unique()
+                top = top[top != self.config.ctc_blank_id]
+                proposals.append(top if proposable is None else top[proposable[top]])
 
         def label_log_probs(clips, labels):  # (n,), (n, K, 1) -> (n, K, 1, T)
             scores = torch.einsum("ntd,nkd->nkt", queries[clips], keys[labels[..., 0]]) - norm[clips][:, None, :]
             return scores[:, :, None, :]
 
-        return CTCHead(label_log_probs, blank, audio_lengths, weight)
+        return CTCHead(label_log_probs, blank, audio_lengths, weight, proposals=proposals)
 
     def spelling_ctc_head(self, frames, frame_lengths, weight: float, tokenizer) -> CTCHead:
         """The spelling head's view of these clips: each LLM token is the letters it adds to the transcript."""
@@ -417,7 +428,7 @@ class ASRModel(PreTrainedModel):
             if generate_kwargs.get(key) is None:
                 generate_kwargs[key] = value
         ctc_weight, ctc_top_k = generate_kwargs.pop("ctc_weight"), generate_kwargs.pop("ctc_top_k")
-        spelling_weight = generate_kwargs.pop("spelling_weight")
+        spelling_weight, propose = generate_kwargs.pop("spelling_weight"), generate_kwargs.pop("ctc_propose")
         per_second = generate_kwargs.pop("max_tokens_per_second")
         if per_second:  # pass max_tokens_per_second=0 to turn the cap off
             # A transcript cannot be much longer than the audio: stops a wandering LLM early,
@@ -437,7 +448,14 @@ class ASRModel(PreTrainedModel):
         heads = []
         if ctc_weight and self.config.ctc_blank_id is not None:
             ctc_embeds, _ = self.ctc_embeddings(frames, frame_lengths, audio_embeds)
-            heads.append(self.word_ctc_head(ctc_embeds, audio_lengths, ctc_weight))
+            proposable = None
+            if propose:
+                if tokenizer is None:
+                    raise ValueError("ctc_propose needs generate(tokenizer=...): only tokens with letters are proposed")
+                # Punctuation the head hears at a clip's end, offered mid-word, ends the word early
+                # ("You are now m."); the LLM proposes punctuation where it fits.
+                proposable = torch.tensor([any(c.isalpha() for c in t) for t in self.token_texts(tokenizer)])
+            heads.append(self.word_ctc_head(ctc_embeds, audio_lengths, ctc_weight, propose, proposable))
         if spelling_weight:
             if self.spelling_head is None or tokenizer is None:
                 raise ValueError("spelling_weight needs a model with a spelling head, and generate(tokenizer=...)")

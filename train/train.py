@@ -158,7 +158,8 @@ def evaluate(model, processor, clips, collate, cfg, autocast) -> dict:
         ctc_hyps += processor.tokenizer.batch_decode(model.ctc_greedy(*model.ctc_embeddings(frames, frame_lengths), blank))
         prompt = processor.token_batch([math.ceil(int(n) / k) for n in frame_lengths])
         tokens = model.generate(**prompt, encoder_frames=frames, frame_lengths=frame_lengths, num_beams=cfg.eval_num_beams,
-                                max_new_tokens=cfg.eval_max_new_tokens, ctc_weight=cfg.eval_ctc_weight)
+                                max_new_tokens=cfg.eval_max_new_tokens, ctc_weight=cfg.eval_ctc_weight,
+                                tokenizer=processor.tokenizer)  # ctc_propose and a spelling head need it
         refs += [c.text for c in group]
         hyps += processor.batch_decode(tokens)
     scores = wer(refs, hyps)
