@@ -221,3 +221,14 @@ def test_generate_with_a_spelling_head(tiny_config, tmp_path):
     again = type(model).from_pretrained(tmp_path)
     assert again.parameter_counts()["spelling_head"] == model.parameter_counts()["spelling_head"] > 0
     torch.testing.assert_close(again.spelling_head.linear_2.weight, model.spelling_head.linear_2.weight)
+
+
+def test_every_beam_of_a_clip_gets_its_proposals():
+    llm = torch.zeros(2, VOCAB)
+    llm[:, [1, 2, 3]] = 2.0
+    scorer = scorer_for([5, BLANK, 7, BLANK], weight=0.5, top_k=3, proposals=[torch.tensor([5, 7])])
+    scorer(torch.zeros((1, 0), dtype=torch.long), llm[:1])  # step 1 remembers the prefixes [1] and [5]
+    out = scorer(torch.tensor([[1], [5]]), llm)  # two beams of the one clip
+    for row in out:
+        assert set(torch.isfinite(row).nonzero().flatten().tolist()) == {1, 2, 3, 5, 7, EOS}
+    assert int(out[1].argmax()) == 7  # after 5, the head's 7
