@@ -377,16 +377,18 @@ class ASRModel(PreTrainedModel):
         top ``propose`` at some frame of the clip (``generation.ctc_propose``), among the ``proposable``
         ones (a mask over the vocabulary; None: all but the blank)."""
         queries, keys = self.ctc_operands(audio_embeds, self.decoder.get_input_embeddings().weight)  # (B, T, D), (V, D)
-        # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small)
-        norm = torch.stack([torch.logsumexp(q @ keys.T, dim=-1) for q in queries])  # B, T
-        blank = queries @ keys[self.config.ctc_blank_id] - norm
-        proposals = None
-        if propose:  # the tokens this head ranks in its top ``propose`` at some frame (blank aside)
-            proposals = []
-            for q, n in zip(queries, audio_lengths.tolist()):
-                top = (q[:n] @ keys.T).topk(propose, dim=-1).indices.flatten().unique()
+        # log-normalizer over the whole vocabulary, one clip at a time (T x V stays small); the same
+        # scores give the proposals: the tokens this head ranks in its top ``propose`` at some frame (blank aside)
+        norm, proposals = [], [] if propose else None
+        for q, n in zip(queries, audio_lengths.tolist()):
+            logits = q @ keys.T  # T, V
+            norm.append(torch.logsumexp(logits, dim=-1))
+            if propose:
+                top = logits[:n].topk(propose, dim=-1).indices.flatten().unique()
                 top = top[top != self.config.ctc_blank_id]
                 proposals.append(top if proposable is None else top[proposable[top]])
+        norm = torch.stack(norm)  # B, T
+        blank = queries @ keys[self.config.ctc_blank_id] - norm
 
         def label_log_probs(clips, labels):  # (n,), (n, K, 1) -> (n, K, 1, T)
             scores = torch.einsum("ntd,nkd->nkt", queries[clips], keys[labels[..., 0]]) - norm[clips][:, None, :]
