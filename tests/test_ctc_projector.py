@@ -139,13 +139,14 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     # a manifest rewritten after its run (a corpus rebuilt since) is not trusted either
     monkeypatch.setattr(sys, "argv", ["ship.py", str(llm_run / "final"), "--runs", str(llm_run)])
     ship.main()  # as the run read it: fine
+    assert "ctc_propose" not in (target / "README.md").read_text()  # no proposals set: the card names none
     future = (llm_run / "log.csv").stat().st_mtime + 60
     os.utime(tmp_path / "llm-a.jsonl", (future, future))
     with pytest.raises(SystemExit, match="newer than the run"):
         ship.main()
     past = future - 120
     os.utime(tmp_path / "llm-a.jsonl", (past, past))
-    monkeypatch.setattr(sys, "argv", argv + ["--assume-engines", "flite,silero"])
+    monkeypatch.setattr(sys, "argv", argv + ["--assume-engines", "flite,silero", "--set", "generation.ctc_propose=2"])
     ship.main()
     shipped = load_file(target / "model.safetensors")
     for key, value in ctc.projector.state_dict().items():
@@ -162,6 +163,8 @@ def test_ship_adds_the_ctc_projector_and_its_lineage(tiny_config, tmp_path, monk
     assert "The manifests of `ctc-b` were not on the shipping machine" in card
     assert "license: cc-by-nc-sa-4.0" in card and "**Licence.**" in card  # an assumed Silero still sets the licence,
     assert "Silero TTS v3_en" in card  # and the voices are named, with no corpus folder given
+    assert json.loads((target / "config.json").read_text())["generation"]["ctc_propose"] == 2
+    assert "in the CTC head's top 2 at some frame of the\nclip (`generation.ctc_propose`)" in card
 
 
 def test_a_context_head_starts_as_the_plain_head_and_reads_a_clip_alone_as_in_a_batch(tiny_config, tmp_path):
@@ -196,3 +199,40 @@ def test_a_context_head_starts_as_the_plain_head_and_reads_a_clip_alone_as_in_a_
     with pytest.raises(ValueError, match="narrower context"):
         model.ctc_projector.load_narrower({k: v[:, :3] if k == "linear_1.weight" else v
                                            for k, v in model.ctc_projector.state_dict().items()})
+
+
+def test_averaged_checkpoints_hold_the_mean_and_name_their_sources(tiny_config, tmp_path, monkeypatch):
+    """average_checkpoints.py: the mean of each tensor, the first folder's config beside it, the
+    sources written down for ship.py's card; folders holding other tensors are refused."""
+    import sys
+
+    from train import average_checkpoints, ship
+
+    torch.manual_seed(0)
+    folders = []
+    for name in ("a", "b"):
+        model, _ = build(tiny_config)
+        torch.nn.init.normal_(model.projector.linear_1.weight)
+        model.save_pretrained(tmp_path / name / "final")
+        folders.append(tmp_path / name / "final")
+    out = tmp_path / "avg" / "final"
+    monkeypatch.setattr(sys, "argv", ["average_checkpoints.py", *map(str, folders), "--out", str(out)])
+    average_checkpoints.main()
+    a, b, mean = (load_file(f / "model.safetensors") for f in (*folders, out))
+    assert not torch.equal(a["projector.linear_1.weight"], b["projector.linear_1.weight"])
+    for key in a:
+        torch.testing.assert_close(mean[key], (a[key] + b[key]) / 2)
+    assert (out / "config.json").read_text() == (folders[0] / "config.json").read_text()
+    ASRModel.from_pretrained(out)  # a checkpoint like any other
+    assert ship.averaged_from(out) == (" (the mean of the weights of `a/final` and `b/final`, "
+                                       "`train/average_checkpoints.py`)")
+    assert ship.averaged_from(folders[0]) == ""
+
+    other, _ = build(tiny_config, ctc_context=2)
+    other.start_ctc_projector(folders[0])
+    other.save_pretrained(tmp_path / "c" / "final")
+    monkeypatch.setattr(sys, "argv", ["average_checkpoints.py", str(folders[0]), str(tmp_path / "c" / "final"),
+                                      "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="other tensors"):
+        average_checkpoints.main()
+    assert not (tmp_path / "bad").exists()  # nothing written on a refusal

@@ -121,6 +121,15 @@ def run_line(run: Path) -> str:
             f"batch {cfg['batch_seconds']} audio-s; final training loss {summary['final_loss']}.")
 
 
+def averaged_from(checkpoint: Path) -> str:
+    """The card's words for a checkpoint written by average_checkpoints.py (empty for a run's own)."""
+    sources = checkpoint / "averaged_from.json"
+    if not sources.exists():
+        return ""
+    names = [f"`{Path(p).parent.name}/{Path(p).name}`" for p in json.loads(sources.read_text())]
+    return f" (the mean of the weights of {', '.join(names[:-1])} and {names[-1]}, `train/average_checkpoints.py`)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint folder inside a run folder (e.g. runs/embedded/best)")
@@ -185,7 +194,10 @@ def main():
         'pipe("speech.wav")["text"]', "```", "",
         "Decoding: greedy, with joint CTC/LLM scoring (`generation.ctc_weight` in config.json): the LLM's top "
         f"{model.config.generation['ctc_top_k']}",
-        "next tokens (`generation.ctc_top_k`) are re-scored with the CTC prefix probability read off the "
+        "next tokens (`generation.ctc_top_k`)"
+        + (f", and each word token in the CTC head's top {propose} at some frame of the\nclip (`generation.ctc_propose`),"
+           if (propose := model.config.generation.get("ctc_propose")) else "")
+        + " are re-scored with the CTC prefix probability read off the\n"
         + (f"CTC projector's outputs (a second projector, {model.parameter_counts()['ctc_projector'] / 1e6:.1f} M parameters) against"
            if two else "projector outputs against"),
         "the LLM's token embeddings; `ctc_weight=0` is the LLM alone.", "", "## Training",
@@ -207,7 +219,7 @@ def main():
                    if model.config.ctc_context else " of the same shape and size,")
         lines += ["", f"The CTC projector (`ctc_projector` in config.json: a second projector{context}",
                   "read only by the CTC head, so the next-token loss never pulls on it) comes from "
-                  f"`{Path(args.ctc_from).parent.name}`, whose runs were:"] + lineage["ctc_runs"]
+                  f"`{Path(args.ctc_from).parent.name}`{averaged_from(Path(args.ctc_from))}, whose runs were:"] + lineage["ctc_runs"]
     if missing and assume:
         lines += ["", f"The manifests of {', '.join(f'`{m}`' for m in missing)} were not on the shipping machine; "
                   f"the engines taken for them: {', '.join(assume)}."]
