@@ -20,6 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # repo root: train/ as a package
 from tiny_audio import ASRModel  # noqa: E402
+from train.average_checkpoints import SOURCES  # noqa: E402
 
 TARGET = REPO / "assets" / "default-model"
 LINEAGE = "lineage.json"  # engines heard and card lines of the runs, left beside each shipped model
@@ -107,14 +108,18 @@ def card_licence(engines: list[str]) -> str:
     return strict[0] if strict else "apache-2.0"
 
 
+def checkpoint_name(path) -> str:
+    """A checkpoint as the card names it: `run/final`."""
+    return f"`{Path(path).parent.name}/{Path(path).name}`"
+
+
 def run_line(run: Path) -> str:
     """One card line per run: where it started, how long, with which losses."""
     summary = summarize_run(run)
     cfg = json.loads((run / "train_config.json").read_text())
-    name = lambda path: f"`{Path(path).parent.name}/{Path(path).name}`"  # noqa: E731
-    start = f" from {name(cfg['init_from'])}" if cfg.get("init_from") else ""
+    start = f" from {checkpoint_name(cfg['init_from'])}" if cfg.get("init_from") else ""
     if cfg.get("init_ctc_from"):
-        start += f" (its CTC projector from {name(cfg['init_ctc_from'])}, context {cfg.get('init_ctc_context', 0)})"
+        start += f" (its CTC projector from {checkpoint_name(cfg['init_ctc_from'])}, context {cfg.get('init_ctc_context', 0)})"
     return (f"- `{run.name}`{start}: {summary['steps']} steps, {summary['samples']} samples "
             f"({summary['audio_hours']} audio-hours seen), {summary['elapsed_min']} min on 2 CPU cores; "
             f"lm_weight {cfg['lm_weight']}, ctc_weight {cfg['ctc_weight']}, lr {cfg['learning_rate']}, "
@@ -123,10 +128,10 @@ def run_line(run: Path) -> str:
 
 def averaged_from(checkpoint: Path) -> str:
     """The card's words for a checkpoint written by average_checkpoints.py (empty for a run's own)."""
-    sources = checkpoint / "averaged_from.json"
+    sources = checkpoint / SOURCES
     if not sources.exists():
         return ""
-    names = [f"`{Path(p).parent.name}/{Path(p).name}`" for p in json.loads(sources.read_text())]
+    names = [checkpoint_name(p) for p in json.loads(sources.read_text())]
     return f" (the mean of the weights of {', '.join(names[:-1])} and {names[-1]}, `train/average_checkpoints.py`)"
 
 
