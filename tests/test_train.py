@@ -86,8 +86,13 @@ def test_smoke_run_lowers_loss_and_writes_a_loadable_checkpoint(tower_dir, datas
     out = tmp_path / "run"
     # evals decode as a shipped model does: jointly, with the CTC head's proposals (which need the tokenizer)
     decoding = "{projector_hidden_dim: 64, generation: {max_new_tokens: 6, ctc_propose: 1}}"
-    result = run(overrides(tower_dir, dataset, eval_ctc_weight=0.5, model_overrides=decoding), out)
+    result = run(overrides(tower_dir, dataset, eval_ctc_weight=0.5, model_overrides=decoding, snapshot_every=12), out)
     assert result.returncode == 0, result.stderr[-3000:]
+    # snapshots: kept at steps 12 and 24, the last the final weights, the first not
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step-000012", "step-000024"]
+    final, middle, last = (load_file(out / d / "model.safetensors") for d in ("final", "snapshots/step-000012", "snapshots/step-000024"))
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    assert not all(torch.equal(final[k], middle[k]) for k in final)
     losses = [float(r["loss"]) for r in read_log(out) if r["loss"]]
     assert losses[-1] < losses[0], losses
     assert "'unreadable': 2" in result.stderr and "'empty_text': 1" in result.stderr  # corrupt + missing; blank text

@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 250
     save_every: int = 100
+    snapshot_every: int = 0  # > 0: also keep the projector every N steps in snapshots/ (to average later)
     eval_samples: int = 64  # per eval set, first N in fixed order
     eval_num_beams: int = 1  # greedy during training: fast, and ranks checkpoints the same way
     eval_max_new_tokens: int = 64  # a runaway hypothesis costs time, not information

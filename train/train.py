@@ -345,6 +345,9 @@ def main(argv=None):
                 model.train()
             if state["step"] % cfg.save_every == 0:
                 checkpoint()
+            if cfg.snapshot_every and state["step"] % cfg.snapshot_every == 0 and accelerator.is_main_process:
+                # weights only, never overwritten: train/average_checkpoints.py averages a stretch of them
+                inner.save_pretrained(out / "snapshots" / f"step-{state['step']:06d}")
         else:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
