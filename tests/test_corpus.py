@@ -258,19 +258,27 @@ def test_spellings_keep_names_capitalized_and_common_words_lower(tmp_path):
     assert usual["monday"] == "Monday" and usual["i"] == "I" and "it" not in usual and usual["then"] == "then"
 
 
-def test_round_eight_says_common_words_and_leaves_earlier_rounds_alone():
-    """Round 8's train texts are 1-3 dictionary words from wordfreq's list, by Silero's and the classic
-    train voices; jobs before it are unchanged, and dev and test keep their voices."""
+def jobs_of_round(start: int, count: int) -> tuple[list[dict], list[dict]]:
+    """The first ``count`` jobs from ``start`` on (all splits, then train's), once the jobs before
+    ``start`` are checked to be what a list that stops there holds. From round 8 on, the job list
+    needs wordfreq and Debian's wamerican: skipped without them."""
     pytest.importorskip("wordfreq")
     from train.texts import dictionary_spellings
 
     if not dictionary_spellings():
         pytest.skip("no /usr/share/dict/american-english (Debian wamerican)")
-    r8 = make_corpus.ROUND_8
-    jobs = make_corpus.make_jobs(0, r8 + 500)
-    assert jobs[:r8] == make_corpus.make_jobs(0, r8)
-    later = jobs[r8:]
-    train = [j for j in later if j["split"] == "train"]
+    jobs = make_corpus.make_jobs(0, start + count)
+    assert jobs[:start] == make_corpus.make_jobs(0, start)
+    later = jobs[start:]
+    return later, [j for j in later if j["split"] == "train"]
+
+
+def test_round_eight_says_common_words_and_leaves_earlier_rounds_alone():
+    """Round 8's train texts are 1-3 dictionary words from wordfreq's list, by Silero's and the classic
+    train voices; jobs before it are unchanged, and dev and test keep their voices."""
+    later, train = jobs_of_round(make_corpus.ROUND_8, 500)
+    from train.texts import dictionary_spellings
+
     spellings = dictionary_spellings()
     assert all(1 <= len(j["text"].split()) <= 3 for j in train)
     assert all(w.lower() in spellings for j in train for w in j["text"].rstrip(".").split())
@@ -294,3 +302,50 @@ def test_words_list_is_every_clip_with_silero_and_round_eight_twice_and_older_li
     assert ids("train-words") == old + new + old[1:] + new
     assert ids("train-with-silero") == old and ids("train-silero-all-x2") == old + old[1:]
     assert ids("train-coverage-x3") == [old[1]] + [old[2]] * 3  # round 8 is not round 7
+
+
+def test_round_nine_gives_every_train_clip_its_own_random_silero_voice_and_leaves_earlier_rounds_alone():
+    later, train = jobs_of_round(make_corpus.ROUND_9, 300)
+    assert {j["engine"] for j in train} == {"silero"}
+    assert all(j["voice"] == f"random-{j['seed']}" for j in train) and len({j["voice"] for j in train}) == len(train)
+    assert max(len(j["text"].split()) for j in train) > 3  # drawn texts again, not round 8's 1-3 words
+    held_out = {(e, v) for e, v, _ in make_corpus.VOICES["test"] + make_corpus.VOICES["dev"]}
+    assert {(j["engine"], j["voice"]) for j in later if j["split"] != "train"} <= held_out
+
+
+def test_random_voices_list_is_the_silero_x2_list_with_round_nine_twice_and_older_lists_leave_it_out(tmp_path):
+    r6, r8, r9 = make_corpus.ROUND_6, make_corpus.ROUND_8, make_corpus.ROUND_9
+    make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r8 + 4, "espeak"),
+                                           record(r9 + 2, "silero")])
+
+    def ids(name):
+        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    old, r8_clip, r9_clip = ["train-000031", f"train-{r6 + 1:06d}"], f"train-{r8 + 4:06d}", f"train-{r9 + 2:06d}"
+    assert ids("train") == old + [r8_clip, r9_clip]
+    assert ids("train-silero-all-x2") == old + old[1:]
+    assert ids("train-random-voices") == old + [r9_clip] + [old[1], r9_clip]
+    assert ids("train-words") == old + [r8_clip] + [old[1], r8_clip]
+
+
+def test_a_random_silero_voice_is_the_same_on_every_run_and_differs_between_jobs(tmp_path):
+    """Synthesis seeds Silero's random speaker embedding with the job's voice: the same job gives the same
+    audio, another job another voice. Needs the Silero archive in the cache (fetched by make_corpus.py)."""
+    from tiny_audio.weights import cache_dir
+
+    if not (cache_dir() / "silero-v3_en.pt").exists():
+        pytest.skip("Silero's archive is not in the cache (python train/make_corpus.py --engines silero fetches it)")
+    import soundfile as sf
+    import torch
+
+    job = {"engine": "silero", "text": "Please hold.", "rate": 1.0}
+    paths, threads = [], torch.get_num_threads()
+    try:
+        for n, voice in enumerate(["random-1", "random-1", "random-2"]):
+            paths.append(str(tmp_path / f"{n}.wav"))
+            make_corpus.synthesize({**job, "voice": voice}, paths[-1])
+    finally:
+        torch.set_num_threads(threads)  # loading Silero sets one thread, for a synthesis worker
+    first, again, other = (sf.read(p)[0] for p in paths)
+    assert first.shape == again.shape and (first == again).all()
+    assert first.shape != other.shape or not (first == other).all()
