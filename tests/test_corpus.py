@@ -246,6 +246,30 @@ def test_word_phrases_say_each_needed_word_once_a_pass_and_only_train_texts():
     assert once[:150] == first  # the same seed, the same order
 
 
+def test_word_runs_say_four_to_six_words_with_joins_until_each_is_heard_enough():
+    """Round 10's texts: 4-6 of the words, a function word between two of them about half the time;
+    each word said until ``heard`` and the texts hold it ``target`` times; joins count as heard."""
+    import random
+
+    from train.texts import JOINERS, word_phrases
+
+    words = [f"w{chr(97 + a)}{chr(97 + b)}" for a in range(10) for b in range(10)]  # 100 made-up words
+    runs = list(word_phrases(words, ["Waa."] * 2, random.Random(0), make_corpus.sentence_split, target=3,
+                             sizes=(4, 5, 6), size_weights=(1, 1, 1), join=0.5))
+    said = [[w.lower() for w in t.rstrip(".").split()] for t in runs]
+    targets = [[w for w in s if w not in JOINERS] for s in said]
+    assert all(1 <= len(t) <= 6 for t in targets) and sum(len(t) < 4 for t in targets) <= 4  # a pass's last group may be short
+    joins = sum(len(s) - len(t) for s, t in zip(said, targets))
+    gaps = sum(len(t) - 1 for t in targets)
+    assert 0.35 < joins / gaps < 0.65
+    counts = {w: sum(t.count(w) for t in targets) for w in words}
+    assert counts["waa"] == 1 and all(counts[w] >= 3 for w in words[1:] if counts[w])  # (heard twice already)
+    assert sum(counts[w] == 3 for w in words[1:]) >= 95  # a few whose last group hashes to dev/test wait
+    # round 8's texts draw nothing new when join is off: the same seed gives the same phrases as before
+    plain = word_phrases(words, [], random.Random(0), make_corpus.sentence_split)
+    assert all(1 <= len(next(plain).split()) <= 3 for _ in range(20))
+
+
 def test_spellings_keep_names_capitalized_and_common_words_lower(tmp_path):
     from train.texts import dictionary_spellings, usual_case
 
@@ -311,6 +335,36 @@ def test_round_nine_gives_every_train_clip_its_own_random_silero_voice_and_leave
     assert max(len(j["text"].split()) for j in train) > 3  # drawn texts again, not round 8's 1-3 words
     held_out = {(e, v) for e, v, _ in make_corpus.VOICES["test"] + make_corpus.VOICES["dev"]}
     assert {(j["engine"], j["voice"]) for j in later if j["split"] != "train"} <= held_out
+
+
+def test_round_ten_says_the_commonest_words_four_to_six_a_clip_and_leaves_earlier_rounds_alone():
+    later, train = jobs_of_round(make_corpus.ROUND_10, 300)
+    from train.texts import JOINERS, common_words, dictionary_spellings
+
+    top = set(common_words(make_corpus.ROUND_10_WORDS)) & set(dictionary_spellings())
+    targets = [[w.lower() for w in j["text"].rstrip(".").split() if w.lower() not in JOINERS] for j in train]
+    assert all(4 <= len(t) <= 6 for t in targets) and all(w in top for t in targets for w in t)
+    said = [w for t in targets for w in t]
+    assert len(said) == len(set(said))  # 300 jobs, under 5,000 words: the first pass says each once
+    table = {(e, v) for e, v, _ in make_corpus.VOICES_8["train"]}
+    assert {(j["engine"], j["voice"]) for j in train} <= table
+    held_out = {(e, v) for e, v, _ in make_corpus.VOICES["test"] + make_corpus.VOICES["dev"]}
+    assert {(j["engine"], j["voice"]) for j in later if j["split"] != "train"} <= held_out
+
+
+def test_word_runs_list_is_the_silero_x2_list_with_round_ten_once_and_other_lists_leave_it_out(tmp_path):
+    r6, r8, r9, r10 = make_corpus.ROUND_6, make_corpus.ROUND_8, make_corpus.ROUND_9, make_corpus.ROUND_10
+    make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r8 + 4, "espeak"),
+                                           record(r9 + 2, "silero"), record(r10 + 7, "silero"), record(r10 + 3, "flite")])
+
+    def ids(name):
+        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    old, r10_clips = ["train-000031", f"train-{r6 + 1:06d}"], [f"train-{r10 + 3:06d}", f"train-{r10 + 7:06d}"]
+    assert ids("train-word-runs") == old + old[1:] + r10_clips
+    assert ids("train-silero-all-x2") == old + old[1:]
+    assert ids("train-random-voices") == old + [f"train-{r9 + 2:06d}"] + [old[1], f"train-{r9 + 2:06d}"]
+    assert ids("train-words") == old + [f"train-{r8 + 4:06d}"] + [old[1], f"train-{r8 + 4:06d}"]
 
 
 def test_random_voices_list_is_the_silero_x2_list_with_round_nine_twice_and_older_lists_leave_it_out(tmp_path):

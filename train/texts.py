@@ -317,12 +317,19 @@ def usual_case(texts: list[str]) -> dict[str, str]:
     return usual
 
 
+# Round 10's joins: a short function word between two of the words now and then, so a text runs on
+# as speech does ("Caller the console and valid of dial.") instead of a list said word by word.
+JOINERS = ("the", "and", "a", "to", "of", "in", "with", "for", "on", "or", "is", "was")
+
+
 def word_phrases(words: list[str], heard: list[str], rng: random.Random, split_of, target: int = 30,
-                 case: dict[str, str] | None = None):
-    """Endless texts of 1-3 of ``words``: each pass says once, in a new random order and grouping, every
-    word that ``heard`` and the passes so far hold fewer than ``target`` times. Only texts that
-    ``split_of`` gives to "train" are said (the others' words wait for the next pass), so no text is
-    also a dev or test one. Stops when every word is heard enough, or a pass says nothing."""
+                 case: dict[str, str] | None = None, sizes: tuple = (1, 2, 3), size_weights: tuple = (0.4, 0.35, 0.25),
+                 join: float = 0.0):
+    """Endless texts of ``sizes`` (default 1-3) of ``words``: each pass says once, in a new random order and
+    grouping, every word that ``heard`` and the passes so far hold fewer than ``target`` times. Only texts
+    that ``split_of`` gives to "train" are said (the others' words wait for the next pass), so no text is
+    also a dev or test one. ``join``: the chance of one of ``JOINERS`` between two words (it counts as
+    heard too). Stops when every word is heard enough, or a pass says nothing."""
     from collections import Counter
 
     hearings = Counter(w for text in heard for w in words_of(text))
@@ -332,13 +339,17 @@ def word_phrases(words: list[str], heard: list[str], rng: random.Random, split_o
         rng.shuffle(needed)
         said, k = 0, 0
         while k < len(needed):
-            group = needed[k : k + rng.choices([1, 2, 3], weights=[0.4, 0.35, 0.25])[0]]
+            group = needed[k : k + rng.choices(list(sizes), weights=list(size_weights))[0]]
             k += len(group)
-            text = " ".join(case.get(w, w) for w in group)
+            said_words = [case.get(w, w) for w in group]
+            if join:  # drawn only when asked, so round 8's texts stay what they were
+                said_words = [w if i == 0 or rng.random() >= join else f"{rng.choice(JOINERS)} {w}"
+                              for i, w in enumerate(said_words)]
+            text = " ".join(said_words)
             text = text[0].upper() + text[1:] + "."
             if split_of(text) != "train":
                 continue
-            hearings.update(group)
+            hearings.update(words_of(text) if join else group)
             said += 1
             yield text
         if not said:
