@@ -1,5 +1,6 @@
 """train/make_corpus.py's job list: seeded, voice- and sentence-disjoint splits, round 2 leaves round 1 alone."""
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -171,6 +172,11 @@ def record(index: int, engine: str, split: str = "train") -> dict:
             "duration": 1.0, "audio": f"audio/{split}/{index}.wav"}
 
 
+def manifest_ids(folder: Path, name: str) -> list[str]:
+    """The clip ids that write_manifests listed in ``name``.jsonl, in order."""
+    return [json.loads(line)["id"] for line in (folder / f"{name}.jsonl").read_text().splitlines()]
+
+
 def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_five_kokoro(tmp_path):
     r5, r6 = make_corpus.ROUND_5, make_corpus.ROUND_6
     records = [record(3, "kokoro"), record(r5 + 5, "kokoro"), record(r5 + 6, "flite"),
@@ -178,8 +184,7 @@ def test_manifests_list_every_clip_by_split_and_one_train_list_without_round_fiv
                record(make_corpus.ROUND_6_X3_END + 2, "silero")]
     make_corpus.write_manifests(tmp_path, records)
 
-    def ids(name):
-        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    ids = functools.partial(manifest_ids, tmp_path)
 
     extension = f"train-{make_corpus.ROUND_6_X3_END + 2:06d}"
     assert ids("train") == ["train-000003", f"train-{r5 + 5:06d}", f"train-{r5 + 6:06d}", f"train-{r6 + 1:06d}", extension]
@@ -198,7 +203,7 @@ def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_pat
     records = [record(30, "flite"), record(31, "espeak"), record(32, "festival"), record(34, "piper"),
                record(r5 + 1, "kokoro"), record(r6 + 1, "silero"), record(r6 + 2, "silero")]
     make_corpus.write_manifests(tmp_path, records)
-    ids = [json.loads(line)["id"] for line in (tmp_path / "train-neural.jsonl").read_text().splitlines()]
+    ids = manifest_ids(tmp_path, "train-neural")
     # 31 and 32 are classic and not divisible by 3; round 5's Kokoro blends stay out as in train-with-silero
     assert ids == ["train-000030", "train-000034", f"train-{r6 + 1:06d}", f"train-{r6 + 2:06d}"]
 
@@ -206,9 +211,9 @@ def test_neural_list_keeps_every_neural_clip_and_every_third_classic_one(tmp_pat
 def test_coverage_lists_are_the_neural_list_with_round_seven_twice_and_thrice(tmp_path):
     r6, r7 = make_corpus.ROUND_6, make_corpus.ROUND_7
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero")])
-    ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage.jsonl").read_text().splitlines()]
+    ids = manifest_ids(tmp_path, "train-coverage")
     assert ids == [f"train-{r6 + 1:06d}", f"train-{r7 + 3:06d}", f"train-{r7 + 3:06d}"]
-    ids = [json.loads(line)["id"] for line in (tmp_path / "train-coverage-x3.jsonl").read_text().splitlines()]
+    ids = manifest_ids(tmp_path, "train-coverage-x3")
     assert ids == [f"train-{r6 + 1:06d}"] + [f"train-{r7 + 3:06d}"] * 3
 
 
@@ -265,7 +270,7 @@ def test_word_runs_say_four_to_six_words_with_joins_until_each_is_heard_enough()
     counts = {w: sum(t.count(w) for t in targets) for w in words}
     assert counts["waa"] == 1 and all(counts[w] >= 3 for w in words[1:] if counts[w])  # (heard twice already)
     assert sum(counts[w] == 3 for w in words[1:]) >= 95  # a few whose last group hashes to dev/test wait
-    # round 8's texts draw nothing new when join is off: the same seed gives the same phrases as before
+    # with the defaults (no joins) the texts are round 8's: 1-3 words
     plain = word_phrases(words, [], random.Random(0), make_corpus.sentence_split)
     assert all(1 <= len(next(plain).split()) <= 3 for _ in range(20))
 
@@ -317,8 +322,7 @@ def test_words_list_is_every_clip_with_silero_and_round_eight_twice_and_older_li
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r7 + 3, "silero"),
                                            record(r8 + 4, "espeak"), record(r8 + 5, "silero")])
 
-    def ids(name):
-        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    ids = functools.partial(manifest_ids, tmp_path)
 
     old = ["train-000031", f"train-{r6 + 1:06d}", f"train-{r7 + 3:06d}"]
     new = [f"train-{r8 + 4:06d}", f"train-{r8 + 5:06d}"]
@@ -357,8 +361,7 @@ def test_word_runs_list_is_the_silero_x2_list_with_round_ten_once_and_other_list
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r8 + 4, "espeak"),
                                            record(r9 + 2, "silero"), record(r10 + 7, "silero"), record(r10 + 3, "flite")])
 
-    def ids(name):
-        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    ids = functools.partial(manifest_ids, tmp_path)
 
     old, r10_clips = ["train-000031", f"train-{r6 + 1:06d}"], [f"train-{r10 + 3:06d}", f"train-{r10 + 7:06d}"]
     assert ids("train-word-runs") == old + old[1:] + r10_clips
@@ -372,8 +375,7 @@ def test_random_voices_list_is_the_silero_x2_list_with_round_nine_twice_and_olde
     make_corpus.write_manifests(tmp_path, [record(31, "flite"), record(r6 + 1, "silero"), record(r8 + 4, "espeak"),
                                            record(r9 + 2, "silero")])
 
-    def ids(name):
-        return [json.loads(line)["id"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    ids = functools.partial(manifest_ids, tmp_path)
 
     old, r8_clip, r9_clip = ["train-000031", f"train-{r6 + 1:06d}"], f"train-{r8 + 4:06d}", f"train-{r9 + 2:06d}"
     assert ids("train") == old + [r8_clip, r9_clip]

@@ -174,7 +174,7 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
     for i in range(clips):
         split = "dev" if i % 50 == 1 else "test" if i % 50 == 2 else "train"
         pool = by_split[split]
-        if i in (ROUND_7, ROUND_8, ROUND_10):
+        if i in (ROUND_7, ROUND_8):
             running_text = by_split["train"] + broad["train"]  # decides which words are everyday ones, and their case
         if i == ROUND_7:  # the texts of rounds 1-6 are known now: pick round 7's to fill their gaps
             covering = iter(coverage_sentences(  # (a count past round 7 would only append: the picks are a prefix)
@@ -185,18 +185,17 @@ def make_jobs(seed: int, clips: int) -> list[dict]:
             spellings = dictionary_spellings()
             if not spellings:
                 raise RuntimeError("round 8 needs /usr/share/dict/american-english (Debian wamerican: make train-deps)")
+            case = {**spellings, **usual_case(running_text)}  # round 10 says its words the same way
             covering = word_phrases([w for w in common_words() if w in spellings],
                                     heard=[j["text"] for j in jobs if j["split"] == "train"],
-                                    rng=random.Random(seed * 1_000_003 + ROUND_8), split_of=sentence_split,
-                                    case={**spellings, **usual_case(running_text)})
+                                    rng=random.Random(seed * 1_000_003 + ROUND_8), split_of=sentence_split, case=case)
         if i == ROUND_9:
             covering = None  # texts drawn as in rounds 5-6
-        if i == ROUND_10:  # counted against rounds 1-7, what the default's lists hold
-            spellings = dictionary_spellings()
+        if i == ROUND_10:  # counted against rounds 1-7, what the default's lists hold; spellings and case from round 8
             covering = word_phrases([w for w in common_words(ROUND_10_WORDS) if w in spellings],
                                     heard=[j["text"] for j in jobs[:ROUND_8] if j["split"] == "train"],
                                     rng=random.Random(seed * 1_000_003 + ROUND_10), split_of=sentence_split,
-                                    case={**spellings, **usual_case(running_text)}, target=ROUND_10_TARGET,
+                                    case=case, target=ROUND_10_TARGET,
                                     sizes=(4, 5, 6), size_weights=(1, 1, 1), join=0.5)
         text = next(covering, None) if covering is not None and split == "train" else None
         if text is None:  # rounds 1-6, and dev and test from round 7 on

@@ -349,7 +349,7 @@ def word_phrases(words: list[str], heard: list[str], rng: random.Random, split_o
             text = text[0].upper() + text[1:] + "."
             if split_of(text) != "train":
                 continue
-            hearings.update(words_of(text) if join else group)
+            hearings.update(words_of(text))  # the group's words, and any joins
             said += 1
             yield text
         if not said:
